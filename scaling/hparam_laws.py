@@ -1,0 +1,264 @@
+"""Power laws for the optimal hyperparameters: eta*(N, D) = c N^a D^b, B*(N, D) = d N^e D^f, and
+the same in compute C, fitted log-linearly to the cell optima with weights and a bootstrap.
+
+The bootstrap resamples runs within each cell (so intervals carry the optimum's uncertainty) and,
+with enough cells, the cells themselves (so they carry the law's lack of fit too).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+
+from ._util import n_levels, percentile_interval
+
+__all__ = ["PowerLaw", "fit_power_law"]
+
+_VAR_NAMES = {"N": "n_params", "D": "tokens", "C": "flops"}
+_MIN_CELLS_FOR_CELL_RESAMPLING = 8
+_VAR_FLOOR = 0.05**2  # (log units)^2: no cell gets more than ~400x the weight of a noisy one
+
+
+class PowerLaw:
+    """y = coef * prod(X_v ^ exp_v) over variables v in ("N", "D") or ("C",) or a subset.
+
+    params_: {"coef": ..., "exp_N": ..., "exp_D": ...} (only the exponents of its variables);
+    params_ci_: 95% intervals; samples_: bootstrap rows (log coef, exponents...) or None.
+    """
+
+    def __init__(self, target: str, variables: tuple[str, ...], params: dict[str, float]) -> None:
+        if not variables or any(v not in _VAR_NAMES for v in variables):
+            raise ValueError(f"variables must be drawn from N, D, C, got {variables!r}")
+        self.target = target
+        self.variables = tuple(variables)
+        self.params_ = {"coef": float(params["coef"])}
+        for v in self.variables:
+            self.params_[f"exp_{v}"] = float(params[f"exp_{v}"])
+        self.params_ci_: dict[str, tuple[float, float] | None] = {k: None for k in self.params_}
+        self.samples_: np.ndarray | None = None
+        self.notes_: list[str] = []
+        self.data_range_: dict[str, list[float]] | None = None
+        self.residuals_: np.ndarray | None = None
+        self.points_: dict[str, list] | None = None
+        self.weights_: np.ndarray | None = None
+
+    @property
+    def expression(self) -> str:
+        return f"{self.target} = coef * " + " * ".join(f"{v}^exp_{v}" for v in self.variables)
+
+    def _beta(self) -> np.ndarray:
+        return np.array(
+            [math.log(self.params_["coef"])] + [self.params_[f"exp_{v}"] for v in self.variables]
+        )
+
+    def _design(self, n_params, tokens, flops) -> np.ndarray:
+        cols = {"N": n_params, "D": tokens, "C": flops}
+        shape = np.broadcast(*[np.asarray(cols[v], dtype=float) for v in self.variables]).shape
+        out = [np.ones(shape)]
+        for v in self.variables:
+            x = cols[v]
+            if x is None:
+                raise ValueError(f"this {self.target} law needs {_VAR_NAMES[v]}")
+            out.append(np.log(np.broadcast_to(np.asarray(x, dtype=float), shape)))
+        return np.stack(out, axis=-1)
+
+    def predict(self, n_params=None, tokens=None, flops=None):
+        out = np.exp(self._design(n_params, tokens, flops) @ self._beta())
+        return float(out) if np.ndim(out) == 0 else out
+
+    def predict_interval(self, n_params=None, tokens=None, flops=None, level: float = 0.95):
+        if self.samples_ is None or len(self.samples_) == 0:
+            return None
+        x = self._design(n_params, tokens, flops)
+        preds = np.exp(self.samples_ @ x.T) if x.ndim == 1 else np.exp(self.samples_ @ x.T)
+        lo, hi = percentile_interval(preds, level)
+        return float(lo), float(hi)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "form": "power",
+            "target": self.target,
+            "variables": list(self.variables),
+            "expression": self.expression,
+            "params": dict(self.params_),
+            "intervals": {k: (list(v) if v else None) for k, v in self.params_ci_.items()},
+            "notes": list(self.notes_),
+        }
+        if self.data_range_ is not None:
+            d["data_range"] = self.data_range_
+        if self.residuals_ is not None:
+            d["residuals"] = {
+                "kind": f"log({self.target}_opt) - log(predicted)",
+                "rmse": float(np.sqrt(np.mean(self.residuals_**2))),
+                "max_abs": float(np.max(np.abs(self.residuals_))),
+                "points": self.points_,
+            }
+        if self.samples_ is not None:
+            d["bootstrap"] = {
+                "n": int(self.samples_.shape[0]),
+                "columns": ["log_coef", *[f"exp_{v}" for v in self.variables]],
+                "samples": [[float(f"{v:.6g}") for v in row] for row in self.samples_],
+            }
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PowerLaw:
+        law = cls(d["target"], tuple(d["variables"]), d["params"])
+        law.params_ci_ = {
+            k: (tuple(v) if v else None) for k, v in d.get("intervals", {}).items()
+        } or {k: None for k in law.params_}
+        law.notes_ = list(d.get("notes", []))
+        law.data_range_ = d.get("data_range")
+        res = d.get("residuals")
+        if res and res.get("points"):
+            law.points_ = res["points"]
+            law.residuals_ = np.asarray(res["points"]["residual"], dtype=float)
+        boot = d.get("bootstrap")
+        if boot:
+            law.samples_ = np.asarray(boot["samples"], dtype=float)
+        return law
+
+
+def choose_variables(
+    n_params: np.ndarray, tokens: np.ndarray, compute: bool = False
+) -> tuple[tuple[str, ...], list[str]]:
+    """The variables the cells identify, and notes on any reduction."""
+    if compute:
+        return ("C",), []
+    n_n, n_d = n_levels(n_params), n_levels(tokens)
+    if n_n == 1 and n_d == 1:
+        raise ValueError("a hyperparameter law needs cells at more than one n_params or tokens")
+    if n_d == 1:
+        return ("N",), [
+            f"tokens has one value ({tokens[0]:.4g}): fitted the reduced form in N only, "
+            "valid at that budget"
+        ]
+    if n_n == 1:
+        return ("D",), [
+            f"n_params has one value ({n_params[0]:.4g}): fitted the reduced form in D only, "
+            "valid at that size"
+        ]
+    corr = float(np.corrcoef(np.log(n_params), np.log(tokens))[0, 1])
+    if abs(corr) > 0.995 or n_levels(n_params) + n_levels(tokens) < 4:
+        return ("N",), [
+            f"log tokens is collinear with log n_params across cells (corr {corr:.3f}): N and D "
+            "effects cannot be separated; fitted the reduced form in N along the sampled line"
+        ]
+    return ("N", "D"), []
+
+
+def fit_power_law(
+    target: str,
+    n_params: np.ndarray,
+    tokens: np.ndarray,
+    values: np.ndarray,
+    boot_values: np.ndarray | None = None,
+    *,
+    exclude: np.ndarray | None = None,
+    compute: bool = False,
+    seed: int = 0,
+    cell_names: list[str] | None = None,
+) -> PowerLaw:
+    """Weighted log-linear fit of a cell optimum (lr or batch_tokens) on N and D (or C).
+
+    boot_values: (n_boot, n_cells) optima from resampling runs within cells; its per-cell
+    variance sets the weights and its rows drive the bootstrap. exclude: cells to leave out of
+    the fit (e.g. optimum on the sweep's edge) when enough others remain.
+    """
+    n_params = np.asarray(n_params, float)
+    tokens = np.asarray(tokens, float)
+    values = np.asarray(values, float)
+    ok = np.isfinite(values) & (values > 0)
+    notes: list[str] = []
+    if exclude is not None:
+        keep = ok & ~np.asarray(exclude, bool)
+        n_vars = len(choose_variables(n_params[ok], tokens[ok], compute)[0]) if ok.sum() else 1
+        if keep.sum() >= n_vars + 2 and keep.sum() < ok.sum():
+            dropped = (ok & ~keep).sum()
+            names = [cell_names[i] for i in np.flatnonzero(ok & ~keep)] if cell_names else []
+            notes.append(
+                f"left out {dropped} cell(s) whose optimum is on the edge of the swept range"
+                + (f" ({', '.join(names)})" if names else "")
+            )
+            ok = keep
+        elif (ok & np.asarray(exclude, bool)).any():
+            notes.append(
+                "kept cells whose optimum is on the edge of the swept range (too few others): "
+                "the law is biased toward the swept range there"
+            )
+    idx = np.flatnonzero(ok)
+    flops = 6.0 * n_params * tokens
+    variables, more = choose_variables(n_params[idx], tokens[idx], compute)
+    notes += more
+    k = 1 + len(variables)
+    if idx.size < k:
+        raise ValueError(
+            f"the {target} law in {', '.join(variables)} needs at least {k} cells with an "
+            f"optimum, got {idx.size}"
+        )
+    if idx.size == k:
+        notes.append(f"as many cells as parameters ({k}): an exact fit, intervals from runs only")
+    law = PowerLaw(target, variables, {"coef": 1.0, **{f"exp_{v}": 0.0 for v in variables}})
+    x = law._design(n_params[idx], tokens[idx], flops[idx])
+    y = np.log(values[idx])
+    if boot_values is not None:
+        var = np.nanvar(np.log(boot_values[:, idx]), axis=0)
+        var = np.where(np.isfinite(var), var, np.nanmax(var) if np.isfinite(var).any() else 1.0)
+    else:
+        var = np.zeros(idx.size)
+    w = 1.0 / (var + _VAR_FLOOR)
+
+    def solve(xx, yy, ww):
+        sw = np.sqrt(ww)
+        beta, *_ = np.linalg.lstsq(xx * sw[:, None], yy * sw, rcond=None)
+        return beta
+
+    beta = solve(x, y, w)
+    law.params_ = {"coef": float(math.exp(beta[0]))}
+    for j, v in enumerate(variables):
+        law.params_[f"exp_{v}"] = float(beta[1 + j])
+    law.residuals_ = y - x @ beta
+    law.weights_ = w
+    law.notes_ = notes
+    law.data_range_ = {
+        "n_params": [float(n_params[idx].min()), float(n_params[idx].max())],
+        "tokens": [float(tokens[idx].min()), float(tokens[idx].max())],
+        "flops": [float(flops[idx].min()), float(flops[idx].max())],
+        target: [float(values[idx].min()), float(values[idx].max())],
+    }
+    law.points_ = {
+        "cell": [cell_names[i] for i in idx] if cell_names else None,
+        "n_params": n_params[idx].tolist(),
+        "tokens": tokens[idx].tolist(),
+        target: values[idx].tolist(),
+        "predicted": np.exp(x @ beta).tolist(),
+        "residual": law.residuals_.tolist(),
+        "weight": w.tolist(),
+    }
+    if boot_values is not None and boot_values.shape[0] > 0:
+        rng = np.random.default_rng(seed)
+        resample_cells = idx.size >= _MIN_CELLS_FOR_CELL_RESAMPLING
+        samples = []
+        for row in np.log(boot_values[:, idx]):
+            yy = np.where(np.isfinite(row), row, y)
+            sel = np.arange(idx.size)
+            if resample_cells:
+                for _ in range(20):
+                    sel = rng.integers(0, idx.size, idx.size)
+                    if np.linalg.matrix_rank(x[sel]) == k:
+                        break
+                else:
+                    sel = np.arange(idx.size)
+            samples.append(solve(x[sel], yy[sel], w[sel]))
+        law.samples_ = np.array(samples)
+        lo, hi = percentile_interval(law.samples_)
+        law.params_ci_ = {"coef": (float(math.exp(lo[0])), float(math.exp(hi[0])))}
+        for j, v in enumerate(variables):
+            law.params_ci_[f"exp_{v}"] = (float(lo[1 + j]), float(hi[1 + j]))
+    if notes:
+        for note in notes:
+            warnings.warn(f"{target} law: {note}", UserWarning, stacklevel=2)
+    return law

@@ -1,0 +1,576 @@
+"""The final-loss law L(N, D) = E + A/N^alpha + B/D^beta, fitted the way Chinchilla's replications do.
+
+Log-space fit of log L = LSE(a - alpha log N, b - beta log D, e) (Hoffmann et al. 2022,
+Besiroglu et al. 2024) with a Huber objective, L-BFGS-B with an analytic gradient from the best
+points of a grid of starts, and a seeded, parallel bootstrap warm-started at the point estimate.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import huber
+
+from ._util import as_positive_array, n_levels, percentile_interval, single_threaded_blas
+
+__all__ = ["LossLaw", "FORMS"]
+
+# Each form: the parameters of the log-sum-exp parametrization in order, and its expression.
+FORMS: dict[str, dict[str, Any]] = {
+    "E+A/N^alpha+B/D^beta": {"theta": ("e", "a", "alpha", "b", "beta")},
+    "E+A/N^alpha": {"theta": ("e", "a", "alpha")},
+    "E+B/D^beta": {"theta": ("e", "b", "beta")},
+}
+_FULL, _N_ONLY, _D_ONLY = tuple(FORMS)
+
+
+def _terms(theta: np.ndarray, form: str, log_n: np.ndarray, log_d: np.ndarray) -> np.ndarray:
+    """The log of each additive term, one column per term (last column: E)."""
+    if form == _FULL:
+        e, a, alpha, b, beta = theta
+        return np.stack([a - alpha * log_n, b - beta * log_d, np.full_like(log_n, e)], axis=-1)
+    if form == _N_ONLY:
+        e, a, alpha = theta
+        return np.stack([a - alpha * log_n, np.full_like(log_n, e)], axis=-1)
+    e, b, beta = theta
+    return np.stack([b - beta * log_d, np.full_like(log_d, e)], axis=-1)
+
+
+def _objective(
+    theta: np.ndarray,
+    form: str,
+    log_n: np.ndarray,
+    log_d: np.ndarray,
+    log_l: np.ndarray,
+    delta: float,
+) -> tuple[float, np.ndarray]:
+    """Mean Huber loss of the log-space residuals (scaled by 1/delta) and its gradient.
+
+    Written out term by term (no stacking) because the bootstrap calls it ~10^5 times.
+    """
+    if form == _FULL:
+        e, a, alpha, b, beta = theta
+        t0 = a - alpha * log_n
+        t1 = b - beta * log_d
+    elif form == _N_ONLY:
+        e, a, alpha = theta
+        t0 = a - alpha * log_n
+        t1 = None
+    else:
+        e, b, beta = theta
+        t0 = b - beta * log_d
+        t1 = None
+    m = np.maximum(t0, e) if t1 is None else np.maximum(np.maximum(t0, t1), e)
+    w0 = np.exp(t0 - m)
+    we = np.exp(e - m)
+    s = w0 + we
+    if t1 is not None:
+        w1 = np.exp(t1 - m)
+        s += w1
+    r = m + np.log(s) - log_l
+    n = r.size
+    absr = np.abs(r)
+    quad = absr <= delta
+    value = float(np.where(quad, 0.5 * r * r, delta * (absr - 0.5 * delta)).sum()) / (n * delta)
+    dr = np.clip(r, -delta, delta) / (n * delta * s)
+    g0 = dr @ w0
+    ge = dr @ we
+    if form == _FULL:
+        g1 = dr @ w1
+        return value, np.array([ge, g0, -(dr * w0) @ log_n, g1, -(dr * w1) @ log_d])
+    x = log_n if form == _N_ONLY else log_d
+    return value, np.array([ge, g0, -(dr * w0) @ x])
+
+
+def _grid(form: str, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray) -> np.ndarray:
+    """Starting points scaled to the data: E a fraction of the best loss; each power-law term
+    starts at a fraction of the loss at the data's centre for a range of exponents."""
+    l_min = math.exp(float(log_l.min()))
+    es = np.log(l_min * np.array([0.1, 0.35, 0.6, 0.8, 0.95]))
+    exps = np.array([0.1, 0.25, 0.45, 0.7, 1.1])
+    fracs = np.log(l_min * np.array([0.03, 0.15, 0.5, 1.5]))
+    cn, cd = float(np.mean(log_n)), float(np.mean(log_d))
+    if form == _FULL:
+        e, al, fa, be, fb = np.meshgrid(es, exps, fracs, exps, fracs, indexing="ij")
+        return np.stack(
+            [e.ravel(), (fa + al * cn).ravel(), al.ravel(), (fb + be * cd).ravel(), be.ravel()],
+            axis=1,
+        )
+    centre = cn if form == _N_ONLY else cd
+    e, ex, f = np.meshgrid(es, exps, fracs, indexing="ij")
+    return np.stack([e.ravel(), (f + ex * centre).ravel(), ex.ravel()], axis=1)
+
+
+def _grid_values(
+    grid: np.ndarray, form: str, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray, delta
+) -> np.ndarray:
+    """Objective at every grid point at once (no gradient), to pick where L-BFGS-B starts."""
+    if form == _FULL:
+        t = np.stack(
+            [
+                grid[:, None, 1] - grid[:, None, 2] * log_n[None, :],
+                grid[:, None, 3] - grid[:, None, 4] * log_d[None, :],
+                np.broadcast_to(grid[:, None, 0], (grid.shape[0], log_n.size)),
+            ],
+            axis=-1,
+        )
+    else:
+        x = log_n if form == _N_ONLY else log_d
+        t = np.stack(
+            [
+                grid[:, None, 1] - grid[:, None, 2] * x[None, :],
+                np.broadcast_to(grid[:, None, 0], (grid.shape[0], x.size)),
+            ],
+            axis=-1,
+        )
+    m = t.max(axis=-1)
+    pred = m + np.log(np.exp(t - m[..., None]).sum(axis=-1))
+    return huber(delta, pred - log_l[None, :]).mean(axis=1) / delta
+
+
+def _bounds(form: str, log_l: np.ndarray) -> list[tuple[float, float]]:
+    e_hi = float(log_l.max()) + 1.0
+    exp_b = (1e-4, 4.0)
+    coef_b = (-30.0, 150.0)
+    if form == _FULL:
+        return [(-12.0, e_hi), coef_b, exp_b, coef_b, exp_b]
+    return [(-12.0, e_hi), coef_b, exp_b]
+
+
+def _solve(
+    starts: np.ndarray,
+    form: str,
+    log_n: np.ndarray,
+    log_d: np.ndarray,
+    log_l: np.ndarray,
+    delta: float,
+    maxiter: int,
+) -> tuple[np.ndarray, float, int, list[np.ndarray]]:
+    """L-BFGS-B from each start; the best solution, its objective, failures, all solutions."""
+    bounds = _bounds(form, log_l)
+    best_x, best_f, failures, solutions = None, math.inf, 0, []
+    for x0 in starts:
+        res = minimize(
+            _objective,
+            x0,
+            args=(form, log_n, log_d, log_l, delta),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"maxiter": maxiter, "ftol": 1e-10, "gtol": 1e-8},
+        )
+        if not np.all(np.isfinite(res.x)) or not math.isfinite(res.fun):
+            failures += 1
+            continue
+        if not res.success and "ABNORMAL" not in str(res.message):
+            failures += 1
+        solutions.append((res.fun, res.x))
+        if res.fun < best_f:
+            best_x, best_f = res.x, float(res.fun)
+    solutions.sort(key=lambda s: s[0])
+    return best_x, best_f, failures, [x for _, x in solutions]
+
+
+def _bootstrap_chunk(
+    indices: np.ndarray,
+    starts: np.ndarray,
+    form: str,
+    log_n: np.ndarray,
+    log_d: np.ndarray,
+    log_l: np.ndarray,
+    delta: float,
+    maxiter: int,
+) -> tuple[np.ndarray, int]:
+    out = np.full((indices.shape[0], starts.shape[1]), np.nan)
+    failed = 0
+    with single_threaded_blas():
+        for k, idx in enumerate(indices):
+            x, _, _, _ = _solve(starts, form, log_n[idx], log_d[idx], log_l[idx], delta, maxiter)
+            if x is None:
+                failed += 1
+            else:
+                out[k] = x
+    return out, failed
+
+
+def _theta_to_params(theta: np.ndarray, form: str) -> dict[str, float | None]:
+    names = FORMS[form]["theta"]
+    values = dict(zip(names, (float(v) for v in theta)))
+    return {
+        "E": math.exp(values["e"]),
+        "A": math.exp(values["a"]) if "a" in values else None,
+        "alpha": values.get("alpha"),
+        "B": math.exp(values["b"]) if "b" in values else None,
+        "beta": values.get("beta"),
+    }
+
+
+def _params_to_theta(params: dict[str, Any], form: str) -> np.ndarray:
+    full = {
+        "e": math.log(params["E"]),
+        "a": math.log(params["A"]) if params.get("A") else None,
+        "alpha": params.get("alpha"),
+        "b": math.log(params["B"]) if params.get("B") else None,
+        "beta": params.get("beta"),
+    }
+    return np.array([full[k] for k in FORMS[form]["theta"]], dtype=float)
+
+
+class LossLaw:
+    """L(N, D) = E + A/N^alpha + B/D^beta (N non-embedding parameters, D tokens, L in nats).
+
+    Parameters
+    ----------
+    delta: Huber threshold on log-loss residuals (1e-3 as in Hoffmann et al.).
+    n_starts: how many of the best grid points L-BFGS-B starts from in the point fit.
+    bootstrap: number of bootstrap resamples for `params_ci_` (0 skips it).
+    seed: seeds the bootstrap.
+    n_jobs: joblib workers for the bootstrap.
+    form: None picks the form the data identifies; or one of FORMS to force it.
+
+    Fitted attributes: params_ (E, A, alpha, B, beta; None for a term the form lacks), form_,
+    params_ci_ (95% percentile intervals), bootstrap_samples_ (array, one row per resample,
+    columns E, A, alpha, B, beta), residuals_ (log L - log L_pred per point), notes_ (why a
+    reduced form was chosen), data_range_, n_points_.
+    """
+
+    def __init__(
+        self,
+        *,
+        delta: float = 1e-3,
+        n_starts: int = 12,
+        bootstrap: int = 0,
+        seed: int = 0,
+        n_jobs: int = 2,
+        form: str | None = None,
+        maxiter: int = 500,
+        progress: Any = None,
+    ) -> None:
+        self.delta = delta
+        self.n_starts = n_starts
+        self.bootstrap = bootstrap
+        self.seed = seed
+        self.n_jobs = n_jobs
+        self.form = form
+        self.maxiter = maxiter
+        self.progress = progress
+
+    # --- choosing what the data can identify -------------------------------------------------
+    @staticmethod
+    def identify(n_params: np.ndarray, tokens: np.ndarray) -> tuple[str, list[str]]:
+        """The form the data identifies and, when reduced, why."""
+        n_n, n_d = n_levels(n_params), n_levels(tokens)
+        notes: list[str] = []
+        if n_n == 1 and n_d == 1:
+            raise ValueError(
+                "the loss law needs runs at more than one n_params or tokens value; "
+                f"all runs are at n_params={n_params[0]:g}, tokens={tokens[0]:g}"
+            )
+        if n_d == 1:
+            notes.append(
+                f"one token budget only (tokens={tokens[0]:.4g}): the D term is not identified; "
+                "fitted the reduced form L = E + A/N^alpha, valid at that budget (E absorbs B/D^beta)"
+            )
+            return _N_ONLY, notes
+        if n_n == 1:
+            notes.append(
+                f"one model size only (n_params={n_params[0]:.4g}): the N term is not identified; "
+                "fitted the reduced form L = E + B/D^beta, valid at that size (E absorbs A/N^alpha)"
+            )
+            return _D_ONLY, notes
+        ln, ld = np.log(n_params), np.log(tokens)
+        corr = float(np.corrcoef(ln, ld)[0, 1])
+        if abs(corr) > 0.995:
+            slope = float(np.polyfit(ln, ld, 1)[0])
+            notes.append(
+                f"log tokens is collinear with log n_params (corr {corr:.4f}, tokens ~ N^{slope:.3g}):"
+                " the N and D terms cannot be separated; fitted L = E + A/N^alpha along the "
+                "sampled line, valid only for tokens on that line"
+            )
+            return _N_ONLY, notes
+        for name, k in (("n_params", n_n), ("tokens", n_d)):
+            if k == 2:
+                notes.append(
+                    f"only two distinct {name} values: that term's exponent is weakly identified; "
+                    "see the intervals"
+                )
+        return _FULL, notes
+
+    # --- fitting ---------------------------------------------------------------------------
+    def fit(self, n_params, tokens, loss) -> LossLaw:
+        with single_threaded_blas():
+            return self._fit(n_params, tokens, loss)
+
+    def _fit(self, n_params, tokens, loss) -> LossLaw:
+        n_params = as_positive_array("n_params", n_params)
+        tokens = as_positive_array("tokens", tokens)
+        loss = as_positive_array("loss", loss)
+        if not (n_params.size == tokens.size == loss.size):
+            raise ValueError(
+                f"n_params, tokens and loss differ in length: {n_params.size}, {tokens.size}, "
+                f"{loss.size}"
+            )
+        if self.form is None:
+            form, notes = self.identify(n_params, tokens)
+        else:
+            if self.form not in FORMS:
+                raise ValueError(f"form must be one of {', '.join(FORMS)}, got {self.form!r}")
+            form, notes = self.form, []
+        k = len(FORMS[form]["theta"])
+        if loss.size <= k:
+            raise ValueError(
+                f"the loss law {form} has {k} parameters and needs more than {k} points, "
+                f"got {loss.size}"
+            )
+        log_n, log_d, log_l = np.log(n_params), np.log(tokens), np.log(loss)
+        grid = _grid(form, log_n, log_d, log_l)
+        values = _grid_values(grid, form, log_n, log_d, log_l, self.delta)
+        starts = grid[np.argsort(values)[: self.n_starts]]
+        theta, fun, failures, solutions = _solve(
+            starts, form, log_n, log_d, log_l, self.delta, self.maxiter
+        )
+        if theta is None:
+            raise RuntimeError("the loss-law fit failed from every starting point")
+        if failures:
+            warnings.warn(
+                f"loss-law fit: L-BFGS-B did not converge from {failures} of {len(starts)} starts",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        self.form_ = form
+        self.notes_ = notes
+        self.theta_ = theta
+        self.objective_ = fun
+        self.params_ = _theta_to_params(theta, form)
+        self.n_points_ = int(loss.size)
+        self.data_ = {"n_params": n_params, "tokens": tokens, "loss": loss}
+        self.data_range_ = {
+            "n_params": [float(n_params.min()), float(n_params.max())],
+            "tokens": [float(tokens.min()), float(tokens.max())],
+            "loss": [float(loss.min()), float(loss.max())],
+        }
+        self.residuals_ = log_l - np.log(self.predict(n_params, tokens))
+        self._near_best = [
+            x
+            for x in self._distinct(solutions, 2)
+            if _objective(x, form, log_n, log_d, log_l, self.delta)[0] <= 1.2 * fun
+        ]
+        if self.bootstrap:
+            self._fit_bootstrap(log_n, log_d, log_l)
+        else:
+            self.bootstrap_samples_ = None
+            self.params_ci_ = {k: None for k in self.params_}
+        return self
+
+    @staticmethod
+    def _distinct(solutions: list[np.ndarray], count: int) -> list[np.ndarray]:
+        kept: list[np.ndarray] = []
+        for x in solutions:
+            if all(np.max(np.abs(x - y)) > 1e-3 for y in kept):
+                kept.append(x)
+            if len(kept) == count:
+                break
+        return kept
+
+    def _fit_bootstrap(self, log_n, log_d, log_l) -> None:
+        from joblib import Parallel, delayed
+
+        rng = np.random.default_rng(self.seed)
+        n = log_l.size
+        indices = rng.integers(0, n, size=(self.bootstrap, n))
+        # Warm start at the point estimate, plus the next local optimum the point fit found when
+        # it is nearly as good, so a resample that moves to the other basin can follow it.
+        starts = np.array([self.theta_, *self._near_best[1:2]])
+        lo, hi = np.array(_bounds(self.form_, log_l)).T
+        starts = np.clip(starts, lo, hi)
+        n_jobs = max(1, int(self.n_jobs))
+        n_chunks = max(1, min(self.bootstrap, 8 * n_jobs))
+        chunks = np.array_split(indices, n_chunks)
+        args = (starts, self.form_, log_n, log_d, log_l, self.delta, self.maxiter)
+        if n_jobs == 1:
+            results = []
+            for chunk in chunks:
+                results.append(_bootstrap_chunk(chunk, *args))
+                if self.progress is not None:
+                    self.progress(len(chunk))
+        else:
+            results = []
+            parallel = Parallel(n_jobs=n_jobs, return_as="generator")
+            for res in parallel(delayed(_bootstrap_chunk)(chunk, *args) for chunk in chunks):
+                results.append(res)
+                if self.progress is not None:
+                    self.progress(len(res[0]))
+        thetas = np.concatenate([r[0] for r in results])
+        failed = sum(r[1] for r in results)
+        if failed:
+            warnings.warn(
+                f"loss-law bootstrap: {failed} of {self.bootstrap} resamples failed to fit",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        samples = np.full((thetas.shape[0], 5), np.nan)
+        for i, th in enumerate(thetas):
+            if np.all(np.isfinite(th)):
+                p = _theta_to_params(th, self.form_)
+                samples[i] = [np.nan if p[k] is None else p[k] for k in _PARAM_NAMES]
+        self.bootstrap_samples_ = samples
+        ci = percentile_interval(samples)
+        self.params_ci_ = {
+            k: (None if self.params_[k] is None else (float(ci[0, j]), float(ci[1, j])))
+            for j, k in enumerate(_PARAM_NAMES)
+        }
+
+    # --- using the law ---------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "params_"):
+            raise RuntimeError("this LossLaw is not fitted yet: call fit() or from_dict() first")
+
+    @staticmethod
+    def _evaluate(params: dict[str, Any], n_params, tokens) -> np.ndarray:
+        n = np.asarray(n_params, dtype=float)
+        d = np.asarray(tokens, dtype=float)
+        out = params["E"] + np.zeros(np.broadcast(n, d).shape)
+        if params.get("A") is not None:
+            out = out + params["A"] / n ** params["alpha"]
+        if params.get("B") is not None:
+            out = out + params["B"] / d ** params["beta"]
+        return out
+
+    def predict(self, n_params, tokens) -> np.ndarray | float:
+        """Predicted final loss; a float for scalar inputs."""
+        self._check_fitted()
+        out = self._evaluate(self.params_, n_params, tokens)
+        return float(out) if out.ndim == 0 else out
+
+    def predict_interval(self, n_params, tokens, level: float = 0.95) -> tuple[float, float] | None:
+        """Percentile interval of the predicted loss over the bootstrap fits (parameter
+        uncertainty only, not run-to-run noise), or None without a bootstrap."""
+        self._check_fitted()
+        samples = self.bootstrap_samples_
+        if samples is None or len(samples) == 0:
+            return None
+        s = samples[np.all(np.isfinite(samples[:, [0]]), axis=1)]
+        preds = np.array([self._evaluate(self._row(r), n_params, tokens) for r in s])
+        lo, hi = percentile_interval(preds, level)
+        return float(lo), float(hi)
+
+    def _row(self, row: np.ndarray) -> dict[str, Any]:
+        return {k: (None if not np.isfinite(v) else float(v)) for k, v in zip(_PARAM_NAMES, row)}
+
+    @property
+    def supports_compute_optimal(self) -> bool:
+        return getattr(self, "form_", None) == _FULL
+
+    @staticmethod
+    def _allocate(params: dict[str, Any], flops: float) -> tuple[float, float]:
+        a, b = params["alpha"], params["beta"]
+        g = (a * params["A"] / (b * params["B"])) ** (1.0 / (a + b))
+        n_opt = g * (flops / 6.0) ** (b / (a + b))
+        return n_opt, flops / (6.0 * n_opt)
+
+    def compute_optimal(self, flops: float) -> dict[str, Any]:
+        """N*(C), D*(C) minimizing L under C = 6 N D (closed form), the loss there, and
+        bootstrap intervals of all three."""
+        self._check_fitted()
+        if not self.supports_compute_optimal:
+            raise ValueError(
+                f"compute-optimal allocation needs both the N and D terms; this law is {self.form_}"
+            )
+        n_opt, d_opt = self._allocate(self.params_, flops)
+        out: dict[str, Any] = {
+            "n_params": n_opt,
+            "tokens": d_opt,
+            "loss": float(self.predict(n_opt, d_opt)),
+            "intervals": {"n_params": None, "tokens": None, "loss": None},
+        }
+        if self.bootstrap_samples_ is not None:
+            rows = [self._row(r) for r in self.bootstrap_samples_ if np.all(np.isfinite(r))]
+            alloc = np.array([self._allocate(p, flops) for p in rows])
+            losses = np.array(
+                [float(self._evaluate(p, n, d)) for p, (n, d) in zip(rows, alloc)]
+            )
+            for key, col in (("n_params", alloc[:, 0]), ("tokens", alloc[:, 1]), ("loss", losses)):
+                lo, hi = percentile_interval(col)
+                out["intervals"][key] = (float(lo), float(hi))
+        return out
+
+    # --- law file --------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        self._check_fitted()
+        ci = self.params_ci_
+        d: dict[str, Any] = {
+            "form": self.form_,
+            "expression": f"L = {self.form_.replace('+', ' + ')}",
+            "variables": {"N": "n_params", "D": "tokens"},
+            "params": dict(self.params_),
+            "intervals": {k: (list(v) if v is not None else None) for k, v in ci.items()},
+            "fit": {"method": "huber-log-lbfgsb", "delta": self.delta, "objective": self.objective_},
+            "notes": list(self.notes_),
+        }
+        if hasattr(self, "data_"):
+            pred = self.predict(self.data_["n_params"], self.data_["tokens"])
+            d["data_range"] = self.data_range_
+            d["n_points"] = self.n_points_
+            d["residuals"] = {
+                "kind": "log(loss) - log(predicted)",
+                "rmse": float(np.sqrt(np.mean(self.residuals_**2))),
+                "max_abs": float(np.max(np.abs(self.residuals_))),
+                "points": {
+                    "n_params": self.data_["n_params"].tolist(),
+                    "tokens": self.data_["tokens"].tolist(),
+                    "loss": self.data_["loss"].tolist(),
+                    "predicted": np.asarray(pred).tolist(),
+                    "residual": self.residuals_.tolist(),
+                },
+            }
+        if self.bootstrap_samples_ is not None:
+            d["bootstrap"] = {
+                "n": int(self.bootstrap_samples_.shape[0]),
+                "seed": self.seed,
+                "columns": list(_PARAM_NAMES),
+                "samples": [
+                    [None if not np.isfinite(v) else float(f"{v:.6g}") for v in row]
+                    for row in self.bootstrap_samples_
+                ],
+            }
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LossLaw:
+        law = cls()
+        form = d["form"]
+        if form not in FORMS:
+            raise ValueError(f"unknown loss-law form {form!r}")
+        law.form_ = form
+        law.params_ = {k: d["params"].get(k) for k in _PARAM_NAMES}
+        law.theta_ = _params_to_theta(law.params_, form)
+        law.notes_ = list(d.get("notes", []))
+        law.objective_ = d.get("fit", {}).get("objective")
+        law.delta = d.get("fit", {}).get("delta", law.delta)
+        law.params_ci_ = {
+            k: (tuple(v) if v is not None else None)
+            for k, v in d.get("intervals", {k: None for k in _PARAM_NAMES}).items()
+        }
+        boot = d.get("bootstrap")
+        law.bootstrap_samples_ = (
+            np.array(
+                [[np.nan if v is None else v for v in row] for row in boot["samples"]], dtype=float
+            )
+            if boot
+            else None
+        )
+        if "data_range" in d:
+            law.data_range_ = d["data_range"]
+            law.n_points_ = d.get("n_points")
+        pts = d.get("residuals", {}).get("points")
+        if pts:
+            law.data_ = {k: np.asarray(pts[k], dtype=float) for k in ("n_params", "tokens", "loss")}
+            law.residuals_ = np.asarray(pts["residual"], dtype=float)
+        return law
+
+
+_PARAM_NAMES = ("E", "A", "alpha", "B", "beta")

@@ -1,0 +1,939 @@
+"""Loss-trajectory laws: the validation loss at every step under any learning-rate schedule.
+
+`TrajectoryLaw` fits one model size; `CrossSizeTrajectoryLaw` makes its parameters power laws
+of the model size (and batch size) so that it predicts the curve of a size never swept.
+
+The form is the multi-power law of Luo et al. 2025 ("A Multi-Power Law for Loss Curve
+Prediction Across Learning Rate Schedules"):
+
+    L(t) = L0 + A * S1(t)^(-alpha) - LD(t)
+    LD(t) = B * sum_k (lr[k-1] - lr[k]) * G(lr[k]^(-gamma) * S_k(t)),  G(x) = 1 - (C*x + 1)^(-beta)
+
+with S1(t) the LR area of the first t steps (warmup included, so the paper's S_W is folded in)
+and S_k(t) the LR area from step k to step t. The sum runs over the steps after the LR peak,
+so warmup adds nothing to LD; loss points logged before the peak are not fitted.
+
+Step convention: the loss "at step t" is the validation loss after t optimizer updates, which
+used lr_schedule[0], ..., lr_schedule[t-1]; t runs from 1 to len(lr_schedule).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import huber
+
+__all__ = [
+    "CrossSizeTrajectoryLaw",
+    "PARAM_NAMES",
+    "TrajectoryFitWarning",
+    "TrajectoryLaw",
+    "fitted_steps",
+    "lr_schedule_of_run",
+]
+
+PARAM_NAMES = ("L0", "A", "alpha", "B", "C", "beta", "gamma")
+FORM = "multi-power law (Luo et al. 2025)"
+FORMAT_VERSION = 1
+_N_LOCAL = len(PARAM_NAMES)
+# LRs below this fraction of the peak are raised to it inside lr^(-gamma) only, so that a
+# schedule that decays to exactly zero stays finite.
+_LR_FLOOR_FRAC = 1e-6
+_CHUNK = 2048
+
+
+class TrajectoryFitWarning(RuntimeWarning):
+    """The optimizer did not converge from any starting point."""
+
+
+# --------------------------------------------------------------------------------------------
+# input checks
+
+
+def _as_schedule(lr_schedule: Any, field: str) -> np.ndarray:
+    try:
+        lrs = np.asarray(lr_schedule, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{field} must be an array of learning rates: {exc}") from None
+    if lrs.ndim != 1 or lrs.size == 0:
+        raise ValueError(f"{field} must be a non-empty 1-D array of LRs, got shape {lrs.shape}")
+    bad = ~np.isfinite(lrs)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{field} must be finite, got {lrs[i]!r} at step {i}")
+    if (lrs < 0).any():
+        i = int(np.flatnonzero(lrs < 0)[0])
+        raise ValueError(f"{field} must be non-negative, got {lrs[i]!r} at step {i}")
+    if not (lrs > 0).any():
+        raise ValueError(f"{field} must have at least one positive LR")
+    return lrs
+
+
+def _as_steps(steps: Any, n_total: int, field: str = "steps") -> np.ndarray:
+    arr = np.asarray(steps)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{field} must be a non-empty 1-D array of step counts")
+    if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
+        raise ValueError(f"{field} must be finite integers, got {arr[:5]!r}")
+    if np.any(arr != np.round(arr)):
+        raise ValueError(f"{field} must be integers, got {arr[:5]!r}")
+    arr = arr.astype(np.int64)
+    if arr.min() < 1 or arr.max() > n_total:
+        raise ValueError(
+            f"{field} must lie in [1, {n_total}] (the length of the LR schedule), "
+            f"got {int(arr.min())}..{int(arr.max())}: schedule length mismatch"
+        )
+    return arr
+
+
+def _positive(value: Any, field: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{field} must be a positive number, got {value!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{field} must be a positive finite number, got {value!r}")
+    return v
+
+
+# --------------------------------------------------------------------------------------------
+# the schedule's terms and the law
+
+
+@dataclass
+class _Terms:
+    """What the law needs from one schedule at a set of steps (independent of the params)."""
+
+    s1: np.ndarray  # (n,) LR area of the first t steps
+    dist: np.ndarray  # (n, m) LR area from each LR change to t (0 before the change)
+    delta: np.ndarray  # (m,) LR drop at each change, lr[k-1] - lr[k]
+    log_lr: np.ndarray  # (m,) log LR right after each change
+
+
+def _changes(lrs: np.ndarray, max_segments: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps k after the peak where the LR changes, their drops and LRs, merged into at most
+    max_segments groups (a group sits at the |drop|-weighted mean of its steps)."""
+    peak = int(np.argmax(lrs))
+    k = np.arange(peak + 1, lrs.size)
+    delta = lrs[k - 1] - lrs[k]
+    keep = delta != 0
+    k, delta = k[keep], delta[keep]
+    if k.size > max_segments:
+        starts = np.linspace(0, k.size, max_segments, endpoint=False).astype(np.int64)
+        w = np.abs(delta)
+        wsum = np.add.reduceat(w, starts)
+        k = np.rint(np.add.reduceat(w * k, starts) / wsum).astype(np.int64)
+        delta = np.add.reduceat(delta, starts)
+    floor = _LR_FLOOR_FRAC * lrs.max()
+    return k, delta, np.log(np.maximum(lrs[k], floor))
+
+
+def _terms(lrs: np.ndarray, steps: np.ndarray, max_segments: int) -> _Terms:
+    area = np.concatenate(([0.0], np.cumsum(lrs)))
+    k, delta, log_lr = _changes(lrs, max_segments)
+    s1 = area[steps]
+    dist = np.clip(s1[:, None] - area[k][None, :], 0.0, None)
+    return _Terms(s1=s1, dist=dist, delta=delta, log_lr=log_lr)
+
+
+def _law(phi: np.ndarray, t: _Terms, grad: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Loss at each step for log-params phi, and d loss / d phi (n, 7) when grad."""
+    l0, a, alpha, b, c, beta, gamma = np.exp(phi)
+    s1_pow = np.exp(-alpha * np.log(t.s1))
+    x = t.dist * np.exp(-gamma * t.log_lr)[None, :]
+    u = c * x + 1.0
+    log_u = np.log(u)
+    u_pow = np.exp(-beta * log_u)
+    ld = b * ((1.0 - u_pow) @ t.delta)
+    loss = l0 + a * s1_pow - ld
+    if not grad:
+        return loss, None
+    common = beta * u_pow / u * x  # d G / d C
+    jac = np.empty((loss.size, _N_LOCAL))
+    jac[:, 0] = l0
+    jac[:, 1] = a * s1_pow
+    jac[:, 2] = -a * s1_pow * np.log(t.s1) * alpha
+    jac[:, 3] = -ld
+    jac[:, 4] = -b * c * (common @ t.delta)
+    jac[:, 5] = -b * beta * ((u_pow * log_u) @ t.delta)
+    jac[:, 6] = b * c * gamma * (common @ (t.delta * t.log_lr))
+    return loss, jac
+
+
+def _predict_phi(phi: np.ndarray, lrs: np.ndarray, steps: np.ndarray, max_segments: int):
+    out = np.empty(steps.size)
+    for i in range(0, steps.size, _CHUNK):
+        part = steps[i : i + _CHUNK]
+        out[i : i + _CHUNK] = _law(phi, _terms(lrs, part, max_segments), grad=False)[0]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# the fitting engine shared by both laws: theta (global params) -> phi (log params per curve)
+# through a linear design matrix per curve, phi = design @ theta.
+
+
+@dataclass
+class _Curve:
+    run_id: str
+    steps: np.ndarray
+    log_loss: np.ndarray
+    terms: _Terms
+    design: np.ndarray  # (7, n_theta)
+
+
+# A tie-breaker, not a belief: where the data leave (beta, gamma) flat (curves at one peak LR),
+# prefer values near those Luo et al. fitted (about 0.5-0.6); it moves the objective by at most
+# ~1e-4 per unit of log-distance squared, far below what any real misfit costs.
+_PRIOR_LOG_MEAN = {5: math.log(0.6), 6: math.log(0.6)}  # local index -> log value
+_PRIOR_WEIGHT = 1e-4
+
+
+def _prior(theta: np.ndarray, curves: list[_Curve]) -> tuple[float, np.ndarray]:
+    design = curves[0].design
+    value, grad = 0.0, np.zeros_like(theta)
+    for row, mean in _PRIOR_LOG_MEAN.items():
+        gap = float(design[row] @ theta) - mean
+        value += _PRIOR_WEIGHT * gap**2
+        grad += 2.0 * _PRIOR_WEIGHT * gap * design[row]
+    return value, grad
+
+
+def _objective(theta: np.ndarray, curves: list[_Curve], delta: float, targets=None):
+    total, grad = 0.0, np.zeros_like(theta)
+    for i, cv in enumerate(curves):
+        phi = cv.design @ theta
+        loss, jac = _law(phi, cv.terms, grad=True)
+        y = cv.log_loss if targets is None else targets[i]
+        bad = ~(loss > 0)
+        safe = np.where(bad, 1e-12, loss)
+        r = np.log(safe) - y
+        w = 1.0 / (loss.size * delta**2)
+        total += w * float(np.sum(huber(delta, r))) + 1e6 * float(bad.sum())
+        dr = np.clip(r, -delta, delta) / safe
+        dr[bad] = 0.0
+        grad += w * (cv.design.T @ (jac.T @ dr))
+    if not math.isfinite(total):
+        return 1e30, np.zeros_like(theta)
+    prior, prior_grad = _prior(theta, curves)
+    return total / len(curves) + prior, grad / len(curves) + prior_grad
+
+
+def _minimize(theta0, curves, bounds, delta, targets=None, maxiter=1000, ftol=1e-10):
+    with np.errstate(all="ignore"):
+        return minimize(
+            _objective,
+            theta0,
+            args=(curves, delta, targets),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"maxiter": maxiter, "ftol": ftol, "gtol": 1e-9},
+        )
+
+
+def _fit_theta(starts, curves, bounds, delta):
+    best, n_converged = None, 0
+    for theta0 in starts:
+        theta0 = np.clip(theta0, [b[0] for b in bounds], [b[1] for b in bounds])
+        res = _minimize(theta0, curves, bounds, delta)
+        n_converged += bool(res.success)
+        if best is None or res.fun < best.fun:
+            best = res
+    # The starts stop early; polish the best one, since the flat directions (gamma, C) need it.
+    polished = _minimize(best.x, curves, bounds, delta, ftol=1e-14)
+    if polished.fun <= best.fun:
+        n_converged += bool(polished.success)
+        best = polished
+    if n_converged == 0 and best.nit >= 1000:
+        warnings.warn(
+            f"trajectory fit did not converge from any of {len(starts)} starts: {best.message}",
+            TrajectoryFitWarning,
+            stacklevel=3,
+        )
+    return best
+
+
+def _bootstrap(theta, curves, bounds, delta, n_boot, seed):
+    """Residual bootstrap that keeps each curve's residuals in order (a random circular shift
+    and sign flip per curve), because a curve's errors are correlated along its steps."""
+    if n_boot <= 0:
+        return np.empty((0, theta.size))
+    rng = np.random.default_rng(seed)
+    fitted = [
+        np.log(np.maximum(_law(cv.design @ theta, cv.terms, False)[0], 1e-12)) for cv in curves
+    ]
+    resid = [cv.log_loss - f for cv, f in zip(curves, fitted, strict=True)]
+    out, funs = [], []
+    for _ in range(n_boot):
+        targets = []
+        for f, r in zip(fitted, resid, strict=True):
+            shift = int(rng.integers(r.size))
+            sign = 1.0 if rng.random() < 0.5 else -1.0
+            targets.append(f + sign * np.roll(r, shift))
+        # Restart each refit from a jittered optimum: along the flat directions of the law
+        # (gamma, C, beta with few LR levels) the refits then spread as far as the data allows,
+        # which is what the extrapolation to another schedule is uncertain about.
+        lo, hi = np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
+        start = np.clip(theta + rng.normal(0.0, 1.0, theta.size) * (hi > lo), lo, hi)
+        res = _minimize(start, curves, bounds, delta, targets=targets, maxiter=300)
+        out.append(res.x)
+        funs.append(res.fun)
+    # A refit stuck in a poor local minimum is the optimizer's failure, not data uncertainty.
+    funs = np.array(funs)
+    return np.array(out)[funs <= 2.0 * np.median(funs)]
+
+
+def _residual_summary(theta, curves) -> dict[str, float]:
+    rel = np.concatenate(
+        [_law(cv.design @ theta, cv.terms, False)[0] / np.exp(cv.log_loss) - 1 for cv in curves]
+    )
+    return {
+        "mean_abs_rel": float(np.mean(np.abs(rel))),
+        "max_abs_rel": float(np.max(np.abs(rel))),
+        "q95_abs_log": float(np.quantile(np.abs(np.log1p(rel)), 0.95)),
+        "n_points": int(rel.size),
+    }
+
+
+def _heuristic_phi(curves_xy, rng: np.random.Generator | None = None) -> np.ndarray:
+    """A starting point in log-params from the data: (steps' LR areas, losses, peak LRs, steps)."""
+    s1 = np.concatenate([c[0] for c in curves_xy])
+    loss = np.concatenate([c[1] for c in curves_xy])
+    peak = float(np.mean([c[2] for c in curves_xy]))
+    n_steps = float(np.mean([c[3] for c in curves_xy]))
+    if rng is None:
+        l0_frac, alpha, beta, gamma, c_mult, b_mult = 0.75, 0.5, 0.5, 0.5, 1.0, 1.0
+    else:
+        l0_frac = rng.uniform(0.3, 0.97)
+        alpha = math.exp(rng.uniform(math.log(0.1), math.log(1.5)))
+        beta = math.exp(rng.uniform(math.log(0.2), math.log(2.0)))
+        gamma = rng.uniform(0.2, 0.9)
+        c_mult = math.exp(rng.uniform(-4, 4))
+        b_mult = math.exp(rng.uniform(-2, 2))
+    l0 = l0_frac * float(loss.min())
+    a = float(np.median(np.maximum(loss - l0, 1e-6) * s1**alpha))
+    b = b_mult * 0.05 * float(loss.min()) / peak
+    x0 = peak ** (1 - gamma) * 0.05 * n_steps
+    c = c_mult / x0
+    return np.log([l0, a, alpha, b, c, beta, gamma])
+
+
+def _local_bounds(min_loss: float) -> list[tuple[float, float]]:
+    return [
+        (math.log(1e-3 * min_loss), math.log(min_loss)),  # L0 below every observed loss
+        (-60.0, 60.0),  # A
+        (math.log(1e-3), math.log(5.0)),  # alpha
+        (-60.0, 60.0),  # B
+        (-60.0, 60.0),  # C
+        (math.log(1e-3), math.log(10.0)),  # beta
+        (math.log(1e-3), math.log(3.0)),  # gamma
+    ]
+
+
+def _not_fitted(obj) -> None:
+    if getattr(obj, "theta_", None) is None:
+        raise RuntimeError(
+            f"this {type(obj).__name__} is not fitted yet: call fit(...) or from_dict(...) first"
+        )
+
+
+def _interval(preds_boot: np.ndarray, pred: np.ndarray, resid_q: float, level: float):
+    """Curve interval: bootstrap spread of the curve (params) combined in log space with the
+    95% quantile of the fit's log residuals (what a single logged loss scatters by)."""
+    z = {0.95: 1.0}.get(level, 1.0)
+    if preds_boot.shape[0] >= 2:
+        alpha = (1 - level) / 2
+        lo_b = np.quantile(np.log(np.maximum(preds_boot, 1e-12)), alpha, axis=0)
+        hi_b = np.quantile(np.log(np.maximum(preds_boot, 1e-12)), 1 - alpha, axis=0)
+        logp = np.log(pred)
+        down = np.maximum(logp - lo_b, 0.0)
+        up = np.maximum(hi_b - logp, 0.0)
+    else:
+        down = up = np.zeros_like(pred)
+    return (
+        pred * np.exp(-np.sqrt(down**2 + (z * resid_q) ** 2)),
+        pred * np.exp(np.sqrt(up**2 + (z * resid_q) ** 2)),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# one model size
+
+
+class TrajectoryLaw:
+    """Multi-power loss-curve law for one model size, fitted from logged losses and per-step LRs.
+
+    fit(curves, lr_schedules): curves is a DataFrame (run_id, step, loss) of logged losses;
+    lr_schedules maps each run_id to the LR of every optimizer step. predict(lr_schedule,
+    steps=None) gives the loss after each step (default: every step 1..len(lr_schedule)).
+    """
+
+    def __init__(
+        self,
+        *,
+        n_starts: int = 6,
+        n_bootstrap: int = 30,
+        huber_delta: float = 1e-2,
+        max_segments: int = 200,
+        skip_frac: float = 0.1,
+        seed: int = 0,
+    ) -> None:
+        if not 0.0 <= skip_frac < 1.0:
+            raise ValueError(f"skip_frac must be in [0, 1), got {skip_frac!r}")
+        self.n_starts = n_starts
+        self.skip_frac = skip_frac
+        self.n_bootstrap = n_bootstrap
+        self.huber_delta = huber_delta
+        self.max_segments = max_segments
+        self.seed = seed
+        self.theta_: np.ndarray | None = None
+
+    # fitted views
+    @property
+    def params_(self) -> dict[str, float]:
+        _not_fitted(self)
+        return dict(zip(PARAM_NAMES, np.exp(self.theta_).tolist(), strict=True))
+
+    @property
+    def params_ci_(self) -> dict[str, tuple[float, float]]:
+        _not_fitted(self)
+        if self.theta_boot_.shape[0] < 2:
+            return {n: (v, v) for n, v in self.params_.items()}
+        lo = np.exp(np.quantile(self.theta_boot_, 0.025, axis=0))
+        hi = np.exp(np.quantile(self.theta_boot_, 0.975, axis=0))
+        return {n: (float(a), float(b)) for n, a, b in zip(PARAM_NAMES, lo, hi, strict=True)}
+
+    def fit(self, curves, lr_schedules: dict[Any, Any]) -> TrajectoryLaw:
+        data = _collect(
+            curves,
+            lr_schedules,
+            self.max_segments,
+            design=lambda rid: np.eye(_N_LOCAL),
+            skip_frac=self.skip_frac,
+        )
+        if not data:
+            raise ValueError("curves: no logged loss after the LR warmup to fit")
+        rng = np.random.default_rng(self.seed)
+        xy = [(cv.terms.s1, np.exp(cv.log_loss), peak, n) for cv, peak, n in data]
+        fits = [cv for cv, _, _ in data]
+        starts = [_heuristic_phi(xy)] + [_heuristic_phi(xy, rng) for _ in range(self.n_starts - 1)]
+        min_loss = float(min(np.exp(cv.log_loss).min() for cv in fits))
+        bounds = _local_bounds(min_loss)
+        res = _fit_theta(starts, fits, bounds, self.huber_delta)
+        self.theta_ = np.asarray(res.x, dtype=np.float64)
+        self.converged_ = bool(res.success)
+        self.n_iter_ = int(res.nit)
+        self.objective_ = float(res.fun)
+        self.theta_boot_ = _bootstrap(
+            self.theta_, fits, bounds, self.huber_delta, self.n_bootstrap, self.seed + 1
+        )
+        self.residuals_ = _residual_summary(self.theta_, fits)
+        self.n_runs_ = len(fits)
+        return self
+
+    def predict(
+        self,
+        lr_schedule: Any,
+        steps: Any = None,
+        *,
+        return_interval: bool = False,
+        level: float = 0.95,
+    ):
+        """Loss after each of `steps` optimizer updates (default: after every step).
+
+        With return_interval=True, returns (loss, low, high)."""
+        _not_fitted(self)
+        lrs = _as_schedule(lr_schedule, "lr_schedule")
+        steps = np.arange(1, lrs.size + 1) if steps is None else _as_steps(steps, lrs.size)
+        pred = _predict_phi(self.theta_, lrs, steps, self.max_segments)
+        if not return_interval:
+            return pred
+        boot = np.array(
+            [_predict_phi(th, lrs, steps, self.max_segments) for th in self.theta_boot_]
+        )
+        lo, hi = _interval(
+            boot.reshape(-1, steps.size), pred, self.residuals_["q95_abs_log"], level
+        )
+        return pred, lo, hi
+
+    def predict_interval(self, lr_schedule: Any, steps: Any = None, level: float = 0.95):
+        """(loss, low, high) at each step; see predict."""
+        return self.predict(lr_schedule, steps, return_interval=True, level=level)
+
+    def to_dict(self) -> dict[str, Any]:
+        _not_fitted(self)
+        return {
+            "kind": "TrajectoryLaw",
+            "format_version": FORMAT_VERSION,
+            "form": FORM,
+            "params": self.params_,
+            "params_ci": {k: list(v) for k, v in self.params_ci_.items()},
+            "theta": self.theta_.tolist(),
+            "theta_boot": self.theta_boot_.tolist(),
+            "residuals": dict(self.residuals_),
+            "n_runs": self.n_runs_,
+            "settings": _settings(self),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrajectoryLaw:
+        _check_dict(d, "TrajectoryLaw", ("theta", "theta_boot", "residuals", "settings"))
+        law = cls(**_settings_from(d))
+        law.theta_ = _vector(d, "theta", _N_LOCAL)
+        law.theta_boot_ = _matrix(d, "theta_boot", _N_LOCAL)
+        law.residuals_ = dict(d["residuals"])
+        law.n_runs_ = int(d.get("n_runs", 0))
+        return law
+
+
+# --------------------------------------------------------------------------------------------
+# across sizes
+
+
+class CrossSizeTrajectoryLaw:
+    """The multi-power law with size-dependent parameters, fitted jointly over a sweep's sizes:
+
+        L0(N) = l0 * (N/N_ref)^q_L0,   A(N, Bt) = a * (N/N_ref)^p_A * (Bt/Bt_ref)^r_A,
+        B(N) = b * (N/N_ref)^p_B,      alpha, C, beta, gamma shared by all sizes.
+
+    The batch exponent r_A is fitted only when the runs use more than one batch size; with
+    one size only, the size exponents are held at 0 (the curve then does not change with N).
+    """
+
+    THETA_NAMES = ("l0", "q_L0", "a", "p_A", "r_A", "b", "p_B", "alpha", "C", "beta", "gamma")
+
+    def __init__(
+        self,
+        *,
+        n_starts: int = 6,
+        n_bootstrap: int = 30,
+        huber_delta: float = 1e-2,
+        max_segments: int = 200,
+        skip_frac: float = 0.1,
+        seed: int = 0,
+    ) -> None:
+        if not 0.0 <= skip_frac < 1.0:
+            raise ValueError(f"skip_frac must be in [0, 1), got {skip_frac!r}")
+        self.n_starts = n_starts
+        self.skip_frac = skip_frac
+        self.n_bootstrap = n_bootstrap
+        self.huber_delta = huber_delta
+        self.max_segments = max_segments
+        self.seed = seed
+        self.theta_: np.ndarray | None = None
+
+    def _design(self, n_params: float, batch_tokens: float) -> np.ndarray:
+        z = math.log(n_params / self.n_ref_)
+        zb = math.log(batch_tokens / self.batch_ref_) if self.batch_ref_ else 0.0
+        m = np.zeros((_N_LOCAL, len(self.THETA_NAMES)))
+        m[0, 0], m[0, 1] = 1.0, z  # log L0
+        m[1, 2], m[1, 3], m[1, 4] = 1.0, z, zb  # log A
+        m[2, 7] = 1.0  # log alpha
+        m[3, 5], m[3, 6] = 1.0, z  # log B
+        m[4, 8], m[5, 9], m[6, 10] = 1.0, 1.0, 1.0  # log C, beta, gamma
+        return m
+
+    @property
+    def params_(self) -> dict[str, float]:
+        _not_fitted(self)
+        th = dict(zip(self.THETA_NAMES, self.theta_.tolist(), strict=True))
+        for k in ("l0", "a", "b", "alpha", "C", "beta", "gamma"):
+            th[k] = math.exp(th[k])
+        return th
+
+    @property
+    def params_ci_(self) -> dict[str, tuple[float, float]]:
+        _not_fitted(self)
+        boot = self.theta_boot_ if self.theta_boot_.shape[0] >= 2 else self.theta_[None, :]
+        lo, hi = np.quantile(boot, 0.025, axis=0), np.quantile(boot, 0.975, axis=0)
+        out = {}
+        for i, k in enumerate(self.THETA_NAMES):
+            f = math.exp if k in ("l0", "a", "b", "alpha", "C", "beta", "gamma") else float
+            out[k] = (f(float(lo[i])), f(float(hi[i])))
+        return out
+
+    def params_at(self, n_params: float, batch_tokens: float | None = None) -> dict[str, float]:
+        """The single-size parameters (L0, A, alpha, B, C, beta, gamma) at this size."""
+        _not_fitted(self)
+        n = _positive(n_params, "n_params")
+        bt = self._batch(batch_tokens)
+        return dict(
+            zip(PARAM_NAMES, np.exp(self._design(n, bt) @ self.theta_).tolist(), strict=True)
+        )
+
+    def _batch(self, batch_tokens) -> float:
+        if batch_tokens is None:
+            return self.batch_ref_ or 1.0
+        return _positive(batch_tokens, "batch_tokens")
+
+    def fit(self, runs, curves) -> CrossSizeTrajectoryLaw:
+        """Fit from the runs table (contract 1) and the curves table (run_id, step, loss).
+
+        Diverged, pruned and failed runs, and runs without logged losses, are skipped; how
+        many is in `excluded_`."""
+        runs_ok, self.excluded_ = _usable_runs(runs)
+        schedules = {rid: lr_schedule_of_run(row) for rid, row in runs_ok.iterrows()}
+        n_of = runs_ok["n_params"].astype(float).to_dict()
+        bt_of = runs_ok["batch_tokens"].astype(float).to_dict()
+        sizes = np.unique(list(n_of.values()))
+        batches = np.unique(list(bt_of.values()))
+        self.n_ref_ = float(np.exp(np.mean(np.log(sizes)))) if sizes.size else 1.0
+        self.batch_ref_ = float(np.exp(np.mean(np.log(batches)))) if batches.size > 1 else None
+        self.fit_batch_ = batches.size > 1
+        self.single_size_ = sizes.size < 2
+        curves = _as_frame(curves)
+        keep = curves["run_id"].astype(str).isin(set(schedules))
+        no_curve = set(schedules) - set(curves.loc[keep, "run_id"].astype(str))
+        self.excluded_["no_curve"] = len(no_curve)
+        schedules = {k: v for k, v in schedules.items() if k not in no_curve}
+        data = _collect(
+            curves[keep],
+            schedules,
+            self.max_segments,
+            design=lambda rid: self._design(n_of[rid], bt_of[rid]),
+            skip_frac=self.skip_frac,
+        )
+        if not data:
+            raise ValueError("runs/curves: no finished run with logged losses after warmup")
+        fits = [cv for cv, _, _ in data]
+        self.run_ids_ = [cv.run_id for cv in fits]
+        bounds = self._bounds(fits)
+        starts = self._starts(data, bounds)
+        res = _fit_theta(starts, fits, bounds, self.huber_delta)
+        self.theta_ = np.asarray(res.x, dtype=np.float64)
+        self.converged_ = bool(res.success)
+        self.n_iter_ = int(res.nit)
+        self.objective_ = float(res.fun)
+        self.theta_boot_ = _bootstrap(
+            self.theta_, fits, bounds, self.huber_delta, self.n_bootstrap, self.seed + 1
+        )
+        self.residuals_ = _residual_summary(self.theta_, fits)
+        used = runs_ok.loc[self.run_ids_]
+        steps_used = [int(s) for s in used["steps"]] if "steps" in used else [0]
+        self.fitted_range_ = {
+            "n_params": [float(used["n_params"].min()), float(used["n_params"].max())],
+            "batch_tokens": [float(used["batch_tokens"].min()), float(used["batch_tokens"].max())],
+            "lr": [float(used["lr"].min()), float(used["lr"].max())],
+            "steps": [min(steps_used), max(steps_used)],
+            "schedules": sorted({str(s) for s in used.get("schedule", [])}),
+        }
+        self.n_runs_ = len(fits)
+        return self
+
+    def _bounds(self, fits: list[_Curve]) -> list[tuple[float, float]]:
+        min_loss = float(min(np.exp(cv.log_loss).min() for cv in fits))
+        lb = _local_bounds(min_loss)
+        free = (-3.0, 3.0)
+        zero = (0.0, 0.0)
+        size_exp = zero if self.single_size_ else free
+        l0_hi = lb[0][1] + (0.0 if self.single_size_ else 1.0)
+        return [
+            (lb[0][0], l0_hi),
+            size_exp,
+            lb[1],
+            size_exp,
+            free if self.fit_batch_ else zero,
+            lb[3],
+            size_exp,
+            lb[2],
+            lb[4],
+            lb[5],
+            lb[6],
+        ]
+
+    def _starts(self, data, bounds) -> list[np.ndarray]:
+        """Per-size fits of the single-size law, regressed on log N, then perturbations."""
+        rng = np.random.default_rng(self.seed)
+        by_size: dict[float, list] = {}
+        for cv, peak, n in data:
+            z = cv.design[0, 1]
+            by_size.setdefault(z, []).append((cv, peak, n))
+        zs, phis = [], []
+        for z, group in sorted(by_size.items()):
+            xy = [(cv.terms.s1, np.exp(cv.log_loss), peak, n) for cv, peak, n in group]
+            local = [
+                _Curve(cv.run_id, cv.steps, cv.log_loss, cv.terms, np.eye(_N_LOCAL))
+                for cv, _, _ in group
+            ]
+            min_loss = float(min(np.exp(cv.log_loss).min() for cv in local))
+            st = [_heuristic_phi(xy)] + [
+                _heuristic_phi(xy, rng) for _ in range(max(1, self.n_starts // 2))
+            ]
+            res = _fit_theta(st, local, _local_bounds(min_loss), self.huber_delta)
+            zs.append(z)
+            phis.append(res.x)
+        zs, phis = np.array(zs), np.array(phis)
+
+        def line(col):
+            if zs.size < 2:
+                return float(phis[0, col]), 0.0
+            slope, icpt = np.polyfit(zs, phis[:, col], 1)
+            return float(icpt), float(slope)
+
+        l0, q = line(0)
+        a, p = line(1)
+        b, pb = line(3)
+        shared = phis[:, [2, 4, 5, 6]].mean(axis=0)
+        base = np.array([l0, q, a, p, 0.0, b, pb, *shared])
+        starts = [base]
+        for _ in range(self.n_starts - 1):
+            starts.append(base + rng.normal(0.0, 0.3, size=base.size))
+        return starts
+
+    def predict(
+        self,
+        n_params: float,
+        lr_schedule: Any,
+        batch_tokens: float | None = None,
+        steps: Any = None,
+        *,
+        return_interval: bool = False,
+        level: float = 0.95,
+    ):
+        """Loss after each of `steps` updates (default every step) for a model of n_params
+        trained with this per-step LR (and batch size). With return_interval=True, returns
+        (loss, low, high)."""
+        _not_fitted(self)
+        n = _positive(n_params, "n_params")
+        bt = self._batch(batch_tokens)
+        lrs = _as_schedule(lr_schedule, "lr_schedule")
+        steps = np.arange(1, lrs.size + 1) if steps is None else _as_steps(steps, lrs.size)
+        design = self._design(n, bt)
+        pred = _predict_phi(design @ self.theta_, lrs, steps, self.max_segments)
+        if not return_interval:
+            return pred
+        boot = np.array(
+            [_predict_phi(design @ th, lrs, steps, self.max_segments) for th in self.theta_boot_]
+        )
+        lo, hi = _interval(
+            boot.reshape(-1, steps.size), pred, self.residuals_["q95_abs_log"], level
+        )
+        return pred, lo, hi
+
+    def predict_interval(self, n_params, lr_schedule, batch_tokens=None, steps=None, level=0.95):
+        return self.predict(
+            n_params, lr_schedule, batch_tokens, steps, return_interval=True, level=level
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        _not_fitted(self)
+        return {
+            "kind": "CrossSizeTrajectoryLaw",
+            "format_version": FORMAT_VERSION,
+            "form": FORM + " with parameters as power laws of n_params (and batch_tokens)",
+            "theta_names": list(self.THETA_NAMES),
+            "params": self.params_,
+            "params_ci": {k: list(v) for k, v in self.params_ci_.items()},
+            "theta": self.theta_.tolist(),
+            "theta_boot": self.theta_boot_.tolist(),
+            "n_ref": self.n_ref_,
+            "batch_ref": self.batch_ref_,
+            "residuals": dict(self.residuals_),
+            "fitted_range": self.fitted_range_,
+            "excluded": dict(self.excluded_),
+            "n_runs": self.n_runs_,
+            "settings": _settings(self),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CrossSizeTrajectoryLaw:
+        _check_dict(
+            d, "CrossSizeTrajectoryLaw", ("theta", "theta_boot", "n_ref", "residuals", "settings")
+        )
+        law = cls(**_settings_from(d))
+        k = len(cls.THETA_NAMES)
+        law.theta_ = _vector(d, "theta", k)
+        law.theta_boot_ = _matrix(d, "theta_boot", k)
+        law.n_ref_ = _positive(d["n_ref"], "n_ref")
+        law.batch_ref_ = (
+            None if d.get("batch_ref") is None else _positive(d["batch_ref"], "batch_ref")
+        )
+        law.residuals_ = dict(d["residuals"])
+        law.fitted_range_ = dict(d.get("fitted_range", {}))
+        law.excluded_ = dict(d.get("excluded", {}))
+        law.n_runs_ = int(d.get("n_runs", 0))
+        return law
+
+
+# --------------------------------------------------------------------------------------------
+# tables
+
+
+def _as_frame(curves):
+    import pandas as pd
+
+    if not isinstance(curves, pd.DataFrame):
+        raise ValueError(f"curves must be a pandas DataFrame, got {type(curves).__name__}")
+    missing = {"run_id", "step", "loss"} - set(curves.columns)
+    if missing:
+        raise ValueError(f"curves is missing column(s): {', '.join(sorted(missing))}")
+    return curves
+
+
+def fitted_steps(steps: np.ndarray, lrs: np.ndarray, skip_frac: float) -> np.ndarray:
+    """Which logged steps a fit uses: after the LR peak (warmup done) and past the first
+    skip_frac of the run, where short runs still show the fast initial transient that no
+    power law in the LR area describes."""
+    steps = np.asarray(steps)
+    return (steps > int(np.argmax(lrs))) & (steps >= skip_frac * lrs.size) & (steps <= lrs.size)
+
+
+def _collect(curves, lr_schedules, max_segments, design, skip_frac):
+    """One _Curve per run with logged finite losses after the LR peak; returns (curve, peak LR,
+    n_steps) triples."""
+    curves = _as_frame(curves)
+    if not isinstance(lr_schedules, dict):
+        raise ValueError("lr_schedules must be a dict {run_id: per-step LR array}")
+    schedules = {str(k): v for k, v in lr_schedules.items()}
+    out = []
+    for rid, grp in curves.groupby(curves["run_id"].astype(str), sort=True):
+        if rid not in schedules:
+            raise ValueError(f"lr_schedules has no entry for run_id {rid!r} (curves has it)")
+        lrs = _as_schedule(schedules[rid], f"lr_schedules[{rid!r}]")
+        grp = grp[np.isfinite(grp["loss"].to_numpy(dtype=float))]
+        grp = grp[grp["loss"].to_numpy(dtype=float) > 0].sort_values("step")
+        if grp.empty:
+            continue
+        steps = _as_steps(grp["step"].to_numpy(), lrs.size, f"curves.step of run {rid!r}")
+        after = fitted_steps(steps, lrs, skip_frac)
+        if not after.any():
+            continue
+        steps = steps[after]
+        loss = grp["loss"].to_numpy(dtype=float)[after]
+        terms = _terms(lrs, steps, max_segments)
+        out.append(
+            (
+                _Curve(rid, steps, np.log(loss), terms, design(rid)),
+                float(lrs.max()),
+                float(lrs.size),
+            )
+        )
+    return out
+
+
+def lr_schedule_of_run(row) -> np.ndarray:
+    """The LR at every optimizer step of one runs-table row (contract 1)."""
+    from .schedules import ScheduleSpec
+
+    steps = int(row["steps"])
+    sj = row.get("schedule_json") if hasattr(row, "get") else None
+    if isinstance(sj, str) and sj.strip():
+        spec = ScheduleSpec.from_json(sj)
+    else:
+        name = row.get("schedule", "cosine") if hasattr(row, "get") else "cosine"
+        warm = row.get("warmup_steps") if hasattr(row, "get") else None
+        warm = None if warm is None or not np.isfinite(warm) else int(warm)
+        spec = ScheduleSpec(name=str(name), warmup_steps=warm)
+    return spec.lrs(float(row["lr"]), steps)
+
+
+def _usable_runs(runs):
+    import pandas as pd
+
+    if not isinstance(runs, pd.DataFrame):
+        raise ValueError(f"runs must be a pandas DataFrame, got {type(runs).__name__}")
+    need = {"run_id", "n_params", "lr", "batch_tokens", "steps"}
+    missing = need - set(runs.columns)
+    if missing:
+        raise ValueError(f"runs is missing column(s): {', '.join(sorted(missing))}")
+    if "schedule_json" not in runs.columns and "schedule" not in runs.columns:
+        raise ValueError("runs needs a schedule_json (or schedule) column to rebuild per-step LRs")
+    runs = runs.copy()
+    runs["run_id"] = runs["run_id"].astype(str)
+    n = len(runs)
+
+    def flag(col):
+        if col not in runs.columns:
+            return pd.Series(False, index=runs.index)
+        return runs[col].fillna(False).astype(str).str.lower().isin(["true", "1", "1.0"])
+
+    diverged = flag("diverged")
+    pruned = flag("pruned") & ~diverged
+    if "state" in runs.columns:
+        state = runs["state"].astype(str)
+        diverged |= state.eq("diverged")
+        pruned |= state.eq("pruned") & ~diverged
+        failed = ~state.isin(["complete", "diverged", "pruned"]) & ~diverged & ~pruned
+    else:
+        failed = pd.Series(False, index=runs.index)
+    ok = ~(diverged | pruned | failed)
+    excluded = {
+        "diverged": int(diverged.sum()),
+        "pruned": int(pruned.sum()),
+        "failed": int(failed.sum()),
+        "total_rows": n,
+    }
+    return runs[ok].set_index("run_id"), excluded
+
+
+# --------------------------------------------------------------------------------------------
+# serialization helpers
+
+
+def _settings(obj) -> dict[str, Any]:
+    return {
+        "n_starts": obj.n_starts,
+        "n_bootstrap": obj.n_bootstrap,
+        "huber_delta": obj.huber_delta,
+        "max_segments": obj.max_segments,
+        "skip_frac": obj.skip_frac,
+        "seed": obj.seed,
+    }
+
+
+def _settings_from(d) -> dict[str, Any]:
+    s = d["settings"]
+    if not isinstance(s, dict):
+        raise ValueError("trajectory law field 'settings' must be an object")
+    allowed = {"n_starts", "n_bootstrap", "huber_delta", "max_segments", "skip_frac", "seed"}
+    unknown = set(s) - allowed
+    if unknown:
+        raise ValueError(f"trajectory law field 'settings' has unknown key(s): {sorted(unknown)}")
+    return dict(s)
+
+
+def _check_dict(d, kind: str, required) -> None:
+    if not isinstance(d, dict):
+        raise ValueError(f"a {kind} must be loaded from a dict, got {type(d).__name__}")
+    if d.get("kind", kind) != kind:
+        raise ValueError(f"trajectory law field 'kind' is {d.get('kind')!r}, expected {kind!r}")
+    version = d.get("format_version", FORMAT_VERSION)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(
+            f"trajectory law field 'format_version' is {version!r}; this code reads <= {FORMAT_VERSION}"
+        )
+    for key in required:
+        if key not in d:
+            raise ValueError(f"trajectory law is missing field {key!r}")
+
+
+def _vector(d, key, n) -> np.ndarray:
+    try:
+        v = np.asarray(d[key], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"trajectory law field {key!r} must be a list of numbers") from None
+    if v.shape != (n,) or not np.all(np.isfinite(v)):
+        raise ValueError(f"trajectory law field {key!r} must be {n} finite numbers")
+    return v
+
+
+def _matrix(d, key, n) -> np.ndarray:
+    try:
+        v = np.asarray(d[key], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"trajectory law field {key!r} must be a list of lists of numbers"
+        ) from None
+    if v.size == 0:
+        return np.empty((0, n))
+    if v.ndim != 2 or v.shape[1] != n or not np.all(np.isfinite(v)):
+        raise ValueError(f"trajectory law field {key!r} must be rows of {n} finite numbers")
+    return v

@@ -1,0 +1,406 @@
+"""One sweep worker: claim a trial in some cell, train the proxy, record its row and curve.
+
+Claiming happens under the sweep's planning lock, so the number of trials that hold a place
+in a cell (COMPLETE, PRUNED, RUNNING or WAITING) never exceeds the cell's planned count, by
+any number of workers. A trial whose worker died goes stale, is failed by heartbeat and
+re-enqueued with its parameters (RetryFailedTrialCallback); FAIL trials hold no place.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+import warnings
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from optuna.exceptions import ExperimentalWarning
+from optuna.trial import FrozenTrial, TrialState
+
+from sweeps._storage import StorageSpec, fail_stale_journal_trials, journal_heartbeat
+from sweeps.config import Cell, SweepConfig
+
+# Optuna cannot store NaN or inf as an objective value: a diverged run reports this instead
+# (its runs-table row keeps loss = NaN and diverged = true).
+DIVERGED_OBJECTIVE = 1e3
+
+HOLDING = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def study_name(cfg: SweepConfig, cell: Cell) -> str:
+    return f"{cfg.name}:{cell.name}"
+
+
+def make_sampler(cfg: SweepConfig, cell: Cell, n_existing: int) -> optuna.samplers.BaseSampler:
+    # Reseeded per trial: concurrent workers asking at the same history must not propose
+    # the same point, yet a sweep replayed by one worker is reproducible.
+    seed = zlib.crc32(f"{cfg.seed}:{cell.name}:{n_existing}".encode())
+    name = "random" if cell.is_variant else cfg.sampler.name
+    if name == "tpe":
+        return optuna.samplers.TPESampler(n_startup_trials=cfg.sampler.n_startup_trials, seed=seed)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(
+            n_startup_trials=cfg.sampler.n_startup_trials,
+            seed=seed,
+            warn_independent_sampling=False,
+        )
+    if name == "grid":
+        return optuna.samplers.GridSampler(grid_space(cfg), seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def grid_space(cfg: SweepConfig) -> dict[str, list]:
+    lo, hi = cfg.search.lr
+    n = cfg.search.grid_points
+    lrs = [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)] if n > 1 else [math.sqrt(lo * hi)]
+    return {"lr": lrs, "batch_tokens": list(cfg.search.batch_tokens)}
+
+
+def make_pruner(cfg: SweepConfig) -> optuna.pruners.BasePruner:
+    p = cfg.pruner
+    if p.name == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps
+        )
+    if p.name == "successive-halving":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=p.min_resource, reduction_factor=p.reduction_factor
+        )
+    if p.name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1 if p.min_resource == "auto" else p.min_resource,
+            reduction_factor=p.reduction_factor,
+        )
+    return optuna.pruners.NopPruner()
+
+
+def cell_progress(trials: list[FrozenTrial]) -> dict[str, int]:
+    counts = {s.name.lower(): 0 for s in TrialState}
+    for t in trials:
+        counts[t.state.name.lower()] += 1
+    counts["holding"] = sum(1 for t in trials if t.state in HOLDING)
+    counts["finished"] = counts["complete"] + counts["pruned"]
+    return counts
+
+
+def best_run(trials: list[FrozenTrial]) -> dict[str, Any] | None:
+    """The finished, non-diverged run with the lowest final loss in a cell."""
+    rows = [
+        t.user_attrs["row"]
+        for t in trials
+        if t.state == TrialState.COMPLETE and "row" in t.user_attrs
+    ]
+    rows = [r for r in rows if not r["diverged"] and r["loss"] is not None]
+    return min(rows, key=lambda r: r["loss"]) if rows else None
+
+
+def _json_float(x: Any) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def compact_curve(curve) -> dict[str, list]:
+    """Columnar JSON (NaN as null) for a trial user attribute."""
+    return {
+        col: [int(v) if col in ("step", "tokens") else _json_float(v) for v in curve[col].tolist()]
+        for col in ("step", "tokens", "lr", "loss", "train_loss")
+    }
+
+
+def _row_json(row: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if hasattr(value, "item"):  # numpy scalars
+            value = value.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        out[key] = value
+    return out
+
+
+class Worker:
+    """Pulls trials from every cell of a sweep until each holds its planned finished runs."""
+
+    def __init__(
+        self,
+        cfg: SweepConfig,
+        storage_url: str,
+        *,
+        threads: int | None = None,
+        corpus=None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.spec = StorageSpec.parse(storage_url)
+        s = cfg.storage
+        self.storage = self.spec.open(
+            heartbeat_interval=None if self.spec.kind == "journal" else s.heartbeat_interval,
+            grace_period=s.grace_period,
+            max_retry=s.max_retry,
+        )
+        self.lock = self.spec.plan_lock(cfg.name)
+        self.cells = cfg.cells()
+        self.threads = threads
+        self.corpus = corpus
+        self.log = log or (lambda message: None)
+        self.pruner = make_pruner(cfg)
+        self._studies: dict[str, optuna.Study] = {}
+        self.trials_run = 0
+
+    def study(self, cell: Cell) -> optuna.Study:
+        if cell.name not in self._studies:
+            study = optuna.create_study(
+                storage=self.storage,
+                study_name=study_name(self.cfg, cell),
+                direction="minimize",
+                pruner=self.pruner,
+                load_if_exists=True,
+            )
+            self._studies[cell.name] = study
+        return self._studies[cell.name]
+
+    def _fail_stale(self, study: optuna.Study) -> None:
+        if self.spec.kind == "journal":
+            s = self.cfg.storage
+            fail_stale_journal_trials(study, s.grace_period, s.max_retry)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+
+    def run(self, max_trials: int | None = None) -> int:
+        """Work until the sweep is done (or `max_trials` ran here); returns trials run."""
+        by_name = {c.name: c for c in self.cells}
+        try:
+            while max_trials is None or self.trials_run < max_trials:
+                all_done, claimed = True, False
+                for cell in self.cells:
+                    self.lock.acquire()
+                    try:
+                        study = self.study(cell)
+                        self._fail_stale(study)
+                        trials = study.get_trials(deepcopy=False)
+                        counts = cell_progress(trials)
+                        if counts["finished"] >= cell.n_trials and not (
+                            counts["running"] or counts["waiting"]
+                        ):
+                            continue
+                        all_done = False
+                        if cell.is_variant and not self._base_done(by_name[cell.base]):
+                            continue
+                        if counts["waiting"] == 0 and counts["holding"] >= cell.n_trials:
+                            continue  # every place is taken by a running trial elsewhere
+                        study.sampler = make_sampler(self.cfg, cell, len(trials))
+                        claimed = True
+                        self._run_one(study, cell, by_name)  # releases the lock once claimed
+                    finally:
+                        self.lock.release()
+                    break
+                if all_done:
+                    return self.trials_run
+                if not claimed:
+                    # Others hold the remaining trials: wait for them to finish, or for a dead
+                    # worker's heartbeat to go stale so its trial can be re-run here.
+                    time.sleep(self.cfg.storage.poll_seconds)
+            return self.trials_run
+        finally:
+            self.lock.close()
+
+    def _base_done(self, base: Cell) -> bool:
+        counts = cell_progress(self.study(base).get_trials(deepcopy=False))
+        return counts["finished"] >= base.n_trials and not (counts["running"] or counts["waiting"])
+
+    def _run_one(self, study: optuna.Study, cell: Cell, by_name: dict[str, Cell]) -> None:
+        def objective(trial: optuna.Trial) -> float:
+            try:
+                slot = self._assign_slot(study, trial, cell)
+            finally:
+                self.lock.release()
+            if self.spec.kind == "journal":
+                with journal_heartbeat(
+                    self.storage, trial._trial_id, self.cfg.storage.heartbeat_interval
+                ):
+                    return self._train_trial(trial, cell, slot, by_name)
+            return self._train_trial(trial, cell, slot, by_name)
+
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        study.optimize(objective, n_trials=1, catch=(), gc_after_trial=False)
+        self.trials_run += 1
+
+    @staticmethod
+    def _assign_slot(study: optuna.Study, trial: optuna.Trial, cell: Cell) -> int:
+        """The trial's place in the cell's plan, 0..n_trials-1 (kept by its retries)."""
+        if "slot" in trial.user_attrs:
+            return int(trial.user_attrs["slot"])
+        used = {
+            int(t.user_attrs["slot"])
+            for t in study.get_trials(deepcopy=False, states=HOLDING)
+            if t.number != trial.number and "slot" in t.user_attrs
+        }
+        slot = next(i for i in range(cell.n_trials + len(used) + 1) if i not in used)
+        trial.set_user_attr("slot", slot)
+        return slot
+
+    def _hyperparameters(
+        self, trial: optuna.Trial, cell: Cell, slot: int, by_name: dict[str, Cell]
+    ) -> tuple[float, int]:
+        cfg = self.cfg
+        if not cell.is_variant:
+            lr = trial.suggest_float("lr", *cfg.search.lr, log=True)
+            if cfg.search.batch_tokens_range is not None:
+                lo, hi = (b // cfg.model.seq_len for b in cfg.search.batch_tokens_range)
+                batch_tokens = trial.suggest_int("batch_seqs", lo, hi, log=True) * cfg.model.seq_len
+            else:
+                batch_tokens = trial.suggest_categorical(
+                    "batch_tokens", list(cfg.search.batch_tokens)
+                )
+            return lr, int(batch_tokens)
+        best = best_run(self.study(by_name[cell.base]).get_trials(deepcopy=False))
+        lo, hi = cfg.search.lr
+        if cell.lr == "best":
+            # No finished run in the base cell (all diverged): the middle of the LR range.
+            base_lr = best["lr"] if best else math.sqrt(lo * hi)
+        else:
+            base_lr = float(cell.lr)
+        if cell.batch_tokens == "best":
+            batch_tokens = (
+                best["batch_tokens"]
+                if best
+                else cfg.search.batch_tokens[0]
+                if cfg.search.batch_tokens
+                else cfg.search.batch_tokens_range[0]
+            )
+        else:
+            batch_tokens = int(cell.batch_tokens)
+        factor = cell.lr_factors[min(slot, len(cell.lr_factors) - 1)]
+        trial.set_user_attr("lr_source", f"{cell.lr}:{cell.base}" if cell.lr == "best" else "fixed")
+        return base_lr * factor, int(batch_tokens)
+
+    def _train_config(self, cell: Cell, lr: float, batch_tokens: int):
+        from sweeps.train import TrainConfig
+
+        t = self.cfg.train
+        return TrainConfig(
+            model=self.cfg.model_config(cell.width, cell.depth),
+            lr=lr,
+            batch_tokens=batch_tokens,
+            tokens=cell.tokens,
+            schedule=cell.schedule,
+            weight_decay=t.weight_decay,
+            grad_clip=t.grad_clip,
+            eval_every=t.eval_every,
+            eval_tokens=t.eval_tokens,
+            seed=self.cfg.seed,
+            device=t.device,
+            corpus=self.cfg.corpus,
+            log_every=t.log_every,
+            threads=self.threads,
+        )
+
+    def _base_row(self, trial: optuna.Trial, cell: Cell, tc) -> dict[str, Any]:
+        from sweeps.model import count_params
+
+        n_params, n_params_total = count_params(tc.model)
+        m, steps = tc.model, tc.steps
+        return {
+            "run_id": f"{self.cfg.name}-{cell.name}-t{trial.number}",
+            "sweep": self.cfg.name,
+            "cell": cell.name,
+            "n_params": n_params,
+            "n_params_total": n_params_total,
+            "tokens": steps * tc.batch_size * m.seq_len,
+            "lr": tc.lr,
+            "batch_tokens": tc.batch_size * m.seq_len,
+            "width": m.width,
+            "depth": m.depth,
+            "n_heads": m.width // m.head_dim,
+            "seq_len": m.seq_len,
+            "vocab_size": m.vocab_size,
+            "steps": steps,
+            "schedule": tc.schedule.name,
+            "schedule_json": tc.schedule.to_json(),
+            "warmup_steps": tc.schedule.n_warmup(steps),
+            "weight_decay": tc.weight_decay,
+            "seed": tc.seed,
+            "flops": 6.0 * n_params * steps * tc.batch_size * m.seq_len,
+            "parametrization": m.parametrization,
+            "base_width": m.base_width if m.parametrization == "mup" else None,
+            "trial_number": trial.number,
+            "variant": cell.is_variant,
+            "worker": f"{socket.gethostname()}:{os.getpid()}",
+        }
+
+    def _train_trial(
+        self, trial: optuna.Trial, cell: Cell, slot: int, by_name: dict[str, Cell]
+    ) -> float:
+        from sweeps.train import resolve_device, train
+
+        lr, batch_tokens = self._hyperparameters(trial, cell, slot, by_name)
+        tc = self._train_config(cell, lr, batch_tokens)
+        base = self._base_row(trial, cell, tc)
+        steps = tc.steps
+        lrs = tc.schedule.lrs(tc.lr, steps)
+        evals: list[tuple[int, int, float]] = []
+        started = time.perf_counter()
+        prunable = self.cfg.pruner.name != "none" and not cell.is_variant
+
+        def callback(step: int, tokens: int, val_loss: float) -> None:
+            evals.append((step, tokens, val_loss))
+            if step >= steps:
+                return  # the final evaluation: a finished run is never pruned
+            trial.report(val_loss if math.isfinite(val_loss) else DIVERGED_OBJECTIVE, step)
+            if prunable and trial.should_prune():
+                row = base | {
+                    "loss": val_loss,
+                    "diverged": False,
+                    "pruned": True,
+                    "state": "pruned",
+                    "wall_seconds": time.perf_counter() - started,
+                    "device": str(resolve_device(tc.device)),
+                    "pruned_at_step": step,
+                }
+                curve = {
+                    "step": [e[0] for e in evals],
+                    "tokens": [e[1] for e in evals],
+                    "lr": [float(lrs[e[0] - 1]) for e in evals],
+                    "loss": [_json_float(e[2]) for e in evals],
+                    "train_loss": [None for _ in evals],
+                }
+                trial.set_user_attr("row", _row_json(row))
+                trial.set_user_attr("curve", curve)
+                raise optuna.TrialPruned(f"pruned at step {step} of {steps}")
+
+        self.log(f"trial {trial.number} of {cell.name}: lr={lr:.3g} batch_tokens={batch_tokens}")
+        with warnings.catch_warnings():
+            # A run longer than the corpus repeats data: worth a note, not an error.
+            warnings.simplefilter("ignore", UserWarning)
+            result = train(tc, callback, corpus=self.corpus)
+        row = base | result.to_row() | {"pruned": False, "run_id": base["run_id"]}
+        row["state"] = "diverged" if result.diverged else "complete"
+        trial.set_user_attr("row", _row_json(row))
+        trial.set_user_attr("curve", compact_curve(result.curve))
+        if result.diverged or not math.isfinite(result.loss):
+            return DIVERGED_OBJECTIVE
+        return float(result.loss)
+
+
+def row_and_curve(trial: FrozenTrial) -> tuple[dict[str, Any], dict[str, list]] | None:
+    """A finished trial's runs-table row and curve (None for trials without one)."""
+    if trial.state not in FINISHED or "row" not in trial.user_attrs:
+        return None
+    row = dict(trial.user_attrs["row"])
+    if trial.state == TrialState.PRUNED:
+        row.update(pruned=True, state="pruned", diverged=False)
+    if row.get("loss") is None:
+        row["loss"] = math.nan
+    return row, trial.user_attrs.get("curve") or {}
+
+
+def dumps_compact(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))

@@ -1,0 +1,409 @@
+"""The sweep engine: `python -m sweeps run|export|status` over one Optuna storage.
+
+One study per (N, D) cell (and per schedule variant); any number of workers, on this machine
+or many, pull trials from the same storage until every cell holds its planned runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing as mp
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from sweeps._storage import StorageError, StorageSpec
+from sweeps._worker import (
+    FINISHED,
+    Worker,
+    best_run,
+    cell_progress,
+    row_and_curve,
+    study_name,
+)
+from sweeps.config import SweepConfig, load_config
+
+__all__ = [
+    "CURVE_COLUMNS",
+    "RUN_COLUMNS",
+    "export",
+    "main",
+    "main_export",
+    "main_run",
+    "main_status",
+    "run_sweep",
+    "sweep_status",
+]
+
+RUN_COLUMNS = [
+    "run_id", "sweep", "cell", "n_params", "n_params_total", "tokens", "lr", "batch_tokens",
+    "loss", "diverged", "pruned", "state", "width", "depth", "n_heads", "seq_len", "vocab_size",
+    "steps", "schedule", "schedule_json", "warmup_steps", "weight_decay", "seed", "flops",
+    "wall_seconds", "device", "parametrization", "base_width", "trial_number", "variant",
+]  # fmt: skip
+CURVE_COLUMNS = ["run_id", "step", "tokens", "lr", "loss", "train_loss"]
+
+
+class SweepError(RuntimeError):
+    """A problem to report in one line (bad config, storage, corpus, failed worker)."""
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _storage_url(cfg: SweepConfig, storage: str | None) -> str:
+    return storage or os.environ.get("SWEEP_STORAGE") or cfg.default_storage_url()
+
+
+def _open_read(url: str) -> optuna.storages.BaseStorage:
+    return StorageSpec.parse(url).open()
+
+
+def _load_study(storage, cfg: SweepConfig, cell) -> optuna.Study | None:
+    try:
+        return optuna.load_study(study_name=study_name(cfg, cell), storage=storage)
+    except KeyError:
+        return None
+
+
+def _check_corpus(cfg: SweepConfig):
+    from sweeps.data import load_corpus
+
+    corpus = load_corpus(cfg.corpus)
+    if corpus.vocab_size != cfg.model.vocab_size:
+        raise SweepError(
+            f"corpus vocab_size {corpus.vocab_size} != model.vocab_size {cfg.model.vocab_size} "
+            f"in {cfg.path}"
+        )
+    return corpus
+
+
+def sweep_status(cfg: SweepConfig, storage_url: str, storage=None) -> list[dict[str, Any]]:
+    """One dict per cell: planned/finished/running/pruned/diverged counts and the best run."""
+    storage = storage or _open_read(storage_url)
+    out = []
+    for cell in cfg.cells():
+        study = _load_study(storage, cfg, cell)
+        trials = study.get_trials(deepcopy=False) if study else []
+        counts = cell_progress(trials)
+        rows = [r for t in trials if (r := row_and_curve(t))]
+        best = best_run(trials)
+        out.append(
+            {
+                "cell": cell.name,
+                "planned": cell.n_trials,
+                "finished": counts["finished"],
+                "running": counts["running"],
+                "waiting": counts["waiting"],
+                "pruned": counts["pruned"],
+                "failed": counts["fail"],
+                "diverged": sum(1 for r, _ in rows if r.get("diverged")),
+                "best_loss": best["loss"] if best else math.nan,
+                "best_lr": best["lr"] if best else math.nan,
+                "best_batch_tokens": best["batch_tokens"] if best else None,
+            }
+        )
+    return out
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def _worker_entry(cfg: SweepConfig, url: str, threads: int, gpu: str | None) -> None:
+    """Body of one worker process (spawned): pin threads/GPU before torch is imported."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ["MKL_NUM_THREADS"] = str(threads)
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    try:
+        corpus = _check_corpus(cfg)
+        Worker(cfg, url, threads=threads, corpus=corpus).run()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # reported in one line; the trial is marked FAIL and re-run later
+        print(f"error: worker {os.getpid()}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _gpus() -> list[str]:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g for g in visible.split(",") if g.strip()]
+    try:
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    except Exception:
+        return []
+
+
+class _Progress:
+    """A tqdm bar in the parent: finished / planned trials, ETA, best loss per cell."""
+
+    def __init__(self, cfg: SweepConfig, url: str, interval: float = 2.0, enabled: bool = True):
+        self.cfg, self.url, self.interval = cfg, url, interval
+        self.enabled = enabled
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self.enabled:
+            self._thread.join()
+
+    def _loop(self) -> None:
+        from tqdm.auto import tqdm
+
+        try:
+            storage = _open_read(self.url)
+        except StorageError:
+            return
+        total = self.cfg.n_planned()
+        interactive = sys.stderr.isatty()
+        bar = tqdm(total=total, desc=f"sweep {self.cfg.name}", unit="run", dynamic_ncols=True)
+        try:
+            while True:
+                stopping = self._stop.wait(self.interval)
+                try:
+                    status = sweep_status(self.cfg, self.url, storage)
+                except Exception:  # a busy database: try again at the next tick
+                    continue
+                done = sum(min(s["finished"], s["planned"]) for s in status)
+                # Off a terminal (CI logs, SLURM), print a line only when a run finishes.
+                bar.update(done - bar.n)
+                best = [
+                    f"{s['cell']}={s['best_loss']:.3f}"
+                    for s in status
+                    if not math.isnan(s["best_loss"])
+                ]
+                running = sum(s["running"] for s in status)
+                bar.set_postfix_str(
+                    f"running={running} best: " + " ".join(best[-4:]), refresh=interactive
+                )
+                if stopping:
+                    return
+        finally:
+            bar.close()
+
+
+def run_sweep(
+    cfg: SweepConfig,
+    storage: str | None = None,
+    *,
+    workers: int = 1,
+    threads: int | None = None,
+    progress: bool = True,
+    max_trials: int | None = None,
+) -> list[dict[str, Any]]:
+    """Run workers until the sweep is done; returns the status table.
+
+    workers == 1 trains in this process; more spawn one process each (one per GPU when there
+    are several), with cores // workers torch threads apiece.
+    """
+    url = _storage_url(cfg, storage)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if workers < 1:
+        raise SweepError(f"--workers must be >= 1, got {workers}")
+    spec = StorageSpec.parse(url)
+    spec.open()  # fail early, in one line, on an unreachable storage
+    corpus = _check_corpus(cfg)
+    if threads is not None and threads < 1:
+        raise SweepError(f"--threads must be >= 1, got {threads}")
+    threads = threads or max(1, _cpu_count() // workers)
+    gpus = _gpus()
+    with _Progress(cfg, url, enabled=progress):
+        if workers == 1:
+            Worker(cfg, url, threads=threads, corpus=corpus).run(max_trials=max_trials)
+        else:
+            ctx = mp.get_context("spawn")
+            procs = []
+            for i in range(workers):
+                gpu = gpus[i % len(gpus)] if len(gpus) > 1 else None
+                p = ctx.Process(target=_worker_entry, args=(cfg, url, threads, gpu), daemon=False)
+                p.start()
+                procs.append(p)
+            for p in procs:
+                p.join()
+            failed = [p.exitcode for p in procs if p.exitcode != 0]
+            if failed:
+                raise SweepError(
+                    f"{len(failed)} of {workers} workers failed (exit codes {failed}); "
+                    "finished runs are kept: re-run the same command to resume"
+                )
+    return sweep_status(cfg, url)
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def export(
+    cfg: SweepConfig, storage: str | None = None, out: str | Path | None = None
+) -> tuple[Path, Path, int]:
+    """Write runs.csv and curves.csv (contract 1) from the storage; returns paths and the
+    number of planned runs not finished yet."""
+    import pandas as pd
+
+    url = _storage_url(cfg, storage)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    store = _open_read(url)
+    out_dir = Path(out) if out else cfg.out_dir
+    rows: list[dict[str, Any]] = []
+    curves: list[pd.DataFrame] = []
+    missing = 0
+    for cell in cfg.cells():
+        study = _load_study(store, cfg, cell)
+        trials = study.get_trials(deepcopy=False, states=FINISHED) if study else []
+        found = 0
+        for trial in sorted(trials, key=lambda t: t.number):
+            got = row_and_curve(trial)
+            if got is None:
+                continue
+            row, curve = got
+            found += 1
+            rows.append(row)
+            if curve.get("step"):
+                frame = pd.DataFrame({c: curve.get(c, []) for c in CURVE_COLUMNS[1:]})
+                frame.insert(0, "run_id", row["run_id"])
+                curves.append(frame)
+        missing += max(0, cell.n_trials - found)
+    runs = pd.DataFrame(rows)
+    for col in RUN_COLUMNS:
+        if col not in runs.columns:
+            runs[col] = pd.Series(dtype="object")
+    extra = [c for c in runs.columns if c not in RUN_COLUMNS]
+    runs = runs[RUN_COLUMNS + extra]
+    for col in ("loss", "lr", "wall_seconds", "flops"):
+        runs[col] = pd.to_numeric(runs[col], errors="coerce")
+    curve_table = (
+        pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=CURVE_COLUMNS)
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs_path, curves_path = out_dir / "runs.csv", out_dir / "curves.csv"
+    runs.to_csv(runs_path, index=False)
+    curve_table.to_csv(curves_path, index=False)
+    return runs_path, curves_path, missing
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="config name in sweeps/configs or a .toml path")
+    p.add_argument(
+        "--storage",
+        default=None,
+        help="sqlite:///x.db, postgresql://..., journal:///path/x.log (default: the config's, "
+        "else $SWEEP_STORAGE, else sqlite:///results/<sweep>/storage.db)",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sweeps", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run workers until every cell holds its planned trials")
+    _add_common(run)
+    run.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    run.add_argument(
+        "--threads", type=int, default=None, help="torch threads per worker (cores // workers)"
+    )
+    run.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    exp = sub.add_parser("export", help="write runs.csv and curves.csv from the storage")
+    _add_common(exp)
+    exp.add_argument("--out", default=None, help="output folder (default results/<sweep>)")
+    status = sub.add_parser("status", help="table of cells: finished/planned, best loss")
+    _add_common(status)
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _guarded(fn, args: argparse.Namespace) -> int:
+    try:
+        return fn(args)
+    except KeyboardInterrupt:
+        return _fail("interrupted; finished runs are kept: re-run the same command to resume")
+    except (ValueError, StorageError, SweepError, FileNotFoundError) as exc:
+        return _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    except Exception as exc:  # a failed trial: marked FAIL in the storage, re-run on resume
+        return _fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    url = _storage_url(cfg, args.storage)
+    status = run_sweep(
+        cfg, url, workers=args.workers, threads=args.threads, progress=not args.no_progress
+    )
+    finished = sum(min(s["finished"], s["planned"]) for s in status)
+    planned = sum(s["planned"] for s in status)
+    print(
+        f"sweep {cfg.name}: {finished}/{planned} runs finished "
+        f"({sum(s['pruned'] for s in status)} pruned, {sum(s['diverged'] for s in status)} "
+        f"diverged) in {StorageSpec.parse(url).display}"
+    )
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    runs_path, curves_path, missing = export(cfg, args.storage, args.out)
+    print(f"wrote {runs_path} and {curves_path}")
+    if missing:
+        print(f"warning: {missing} planned runs have not finished yet", file=sys.stderr)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    status = sweep_status(cfg, _storage_url(cfg, args.storage))
+    width = max(len(s["cell"]) for s in status)
+    print(f"{'cell':<{width}}  done/plan  run  pruned  div  best_loss  best_lr   batch")
+    for s in status:
+        print(
+            f"{s['cell']:<{width}}  {s['finished']:>4}/{s['planned']:<4}  {s['running']:>3}  "
+            f"{s['pruned']:>6}  {s['diverged']:>3}  {s['best_loss']:>9.4f}  "
+            f"{s['best_lr']:>8.2e}  {s['best_batch_tokens'] or '-'}"
+        )
+    return 0
+
+
+def main_run(args: argparse.Namespace) -> int:
+    return _guarded(_run, args)
+
+
+def main_export(args: argparse.Namespace) -> int:
+    return _guarded(_export, args)
+
+
+def main_status(args: argparse.Namespace) -> int:
+    return _guarded(_status, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return {"run": main_run, "export": main_export, "status": main_status}[args.command](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,139 @@
+"""Shared by the server tests: a small synthetic sweep fitted into a law file with
+scaling.fit (so the tests never depend on committed results), and a free local port."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import scaling
+from scaling.schedules import ScheduleSpec
+
+# The law the synthetic sweep is drawn from: L = E + A/N^alpha + B/D^beta + LR/batch penalty.
+E, A, B, ALPHA, BETA = 1.8, 30.0, 200.0, 0.34, 0.29
+
+
+def optimal_lr(n_params: float, tokens: float) -> float:
+    return 0.02 * (n_params / 1e6) ** -0.3 * (tokens / 1e8) ** 0.05
+
+
+def optimal_batch(n_params: float, tokens: float) -> float:
+    return 2.0e4 * (tokens / 1e8) ** 0.4
+
+
+def synthetic_runs(sweep: str = "synthetic", seed: int = 0) -> pd.DataFrame:
+    """A 4 x 3 grid of (N, D) cells, 5 LRs x 5 batches each, with small noise."""
+    rng = np.random.default_rng(seed)
+    schedule = ScheduleSpec("cosine")
+    rows = []
+    for width, n_params in ((64, 2.0e5), (128, 8.0e5), (256, 3.2e6), (512, 1.28e7)):
+        for tokens in (2e7, 8e7, 3.2e8):
+            lr_star, batch_star = optimal_lr(n_params, tokens), optimal_batch(n_params, tokens)
+            for lr_mult in (0.25, 0.5, 1.0, 2.0, 4.0):
+                for batch_mult in (0.25, 0.5, 1.0, 2.0, 4.0):
+                    lr, batch = lr_star * lr_mult, batch_star * batch_mult
+                    loss = (
+                        E
+                        + A / n_params**ALPHA
+                        + B / tokens**BETA
+                        + 0.2 * np.log(lr_mult) ** 2
+                        + 0.1 * np.log(batch_mult) ** 2
+                    ) * (1 + 0.002 * rng.standard_normal())
+                    steps = max(1, round(tokens / batch))
+                    rows.append(
+                        {
+                            "run_id": f"{sweep}-{len(rows)}",
+                            "sweep": sweep,
+                            "cell": f"w{width}-d2-t{tokens:g}",
+                            "n_params": n_params,
+                            "n_params_total": n_params * 1.1,
+                            "tokens": tokens,
+                            "lr": lr,
+                            "batch_tokens": batch,
+                            "loss": loss,
+                            "diverged": False,
+                            "pruned": False,
+                            "state": "complete",
+                            "width": width,
+                            "depth": 2,
+                            "n_heads": width // 32,
+                            "seq_len": 128,
+                            "vocab_size": 256,
+                            "steps": steps,
+                            "schedule": schedule.name,
+                            "schedule_json": schedule.to_json(),
+                            "warmup_steps": max(1, round(0.02 * steps)),
+                            "weight_decay": 0.1,
+                            "seed": 0,
+                            "flops": 6 * n_params * tokens,
+                            "wall_seconds": 1.0,
+                            "device": "cpu",
+                            "parametrization": "mup",
+                            "base_width": 64,
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
+_FITTED: dict[str, scaling.ScalingLaws] = {}
+
+
+def fitted_laws(sweep: str = "synthetic") -> scaling.ScalingLaws:
+    """The synthetic sweep fitted once per test process (the fit takes seconds)."""
+    if sweep not in _FITTED:
+        runs = synthetic_runs(sweep)
+        _FITTED[sweep] = scaling.fit(
+            runs, synthetic_curves(runs), bootstrap=5, seed=0, n_jobs=1
+        )
+    return _FITTED[sweep]
+
+
+def write_law_file(laws_dir: Path, sweep: str = "synthetic", law_id: str | None = None) -> Path:
+    """Save the fitted synthetic sweep as <laws_dir>/<law_id>/laws.json; a law_id other than
+    the sweep's is written into the file, as a sweep of that name would have it."""
+    law_id = law_id or sweep
+    path = laws_dir / law_id / "laws.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fitted_laws(sweep).save(path)
+    if law_id != sweep:
+        data = json.loads(path.read_text())
+        data["id"] = law_id
+        path.write_text(json.dumps(data))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def synthetic_curves(runs: pd.DataFrame, every: int = 20) -> pd.DataFrame:
+    """Logged losses of the runs at the optimal batch: a power-law approach to each run's final
+    loss whose speed follows the LR the schedule has given so far (the annealing effect)."""
+    rows = []
+    for run in runs[np.isclose(runs["batch_tokens"], runs.apply(
+        lambda r: optimal_batch(r["n_params"], r["tokens"]), axis=1
+    ))].itertuples():
+        lrs = ScheduleSpec.from_json(run.schedule_json).lrs(run.lr, int(run.steps))
+        area = np.cumsum(lrs) / lrs.max()
+        steps = np.unique(np.linspace(1, run.steps, every).round().astype(int))
+        excess = 2.0 * (1.0 + area[steps - 1]) ** -0.5 - 2.0 * (1.0 + area[-1]) ** -0.5
+        anneal = 0.05 * (1.0 - lrs[steps - 1] / lrs.max())
+        loss = run.loss + excess - anneal + 0.05
+        for step, value, lr in zip(steps, loss, lrs[steps - 1], strict=True):
+            rows.append(
+                {
+                    "run_id": run.run_id,
+                    "step": int(step),
+                    "tokens": float(step * run.batch_tokens),
+                    "lr": float(lr),
+                    "loss": float(value),
+                    "train_loss": float(value),
+                }
+            )
+    return pd.DataFrame(rows)

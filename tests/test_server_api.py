@@ -1,0 +1,284 @@
+"""Every route of the HTTP API through Flask's test client, against the presets and a law
+file fitted in a fixture from a synthetic sweep."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import pytest
+from server_support import write_law_file
+
+import scaling
+from server import create_app
+
+SWEEP = "synthetic"
+
+
+@pytest.fixture(scope="module")
+def laws_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("results")
+    write_law_file(path, SWEEP)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fitted(laws_dir):
+    return scaling.load(str(laws_dir / SWEEP / "laws.json"))
+
+
+@pytest.fixture(scope="module")
+def app(laws_dir):
+    return create_app({"TESTING": True, "LAWS_DIR": str(laws_dir), "DEFAULT_LAW": SWEEP})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def close(a, b, rel=1e-9):
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(a, b, rel_tol=rel)
+
+
+# ---- liveness, laws ----
+
+
+def test_healthz(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "ok"
+    assert body["default_law"] == SWEEP
+    assert body["laws"] == len(scaling.list_presets()) + 1
+
+
+def test_laws_lists_presets_and_fitted_with_provenance(client):
+    body = client.get("/v1/laws").get_json()
+    ids = [law["id"] for law in body["laws"]]
+    assert set(ids) == set(scaling.list_presets()) | {SWEEP}
+    assert body["default"] == SWEEP
+    by_id = {law["id"]: law for law in body["laws"]}
+    assert by_id[SWEEP]["kind"] == "fitted"
+    assert by_id[SWEEP]["default"] is True
+    lo, hi = by_id[SWEEP]["fitted_range"]["n_params"]
+    assert lo == pytest.approx(2.0e5) and hi == pytest.approx(1.28e7)
+    assert all(by_id[name]["kind"] == "preset" for name in scaling.list_presets())
+
+
+def test_law_detail_has_the_file_and_cell_optima(client, fitted):
+    body = client.get(f"/v1/laws/{SWEEP}").get_json()
+    assert body["info"]["id"] == SWEEP
+    assert body["law"] == json.loads(json.dumps(fitted.to_dict(), allow_nan=True).replace("NaN", "null"))
+    assert len(body["optima"]) == 12  # one per (N, D) cell of the synthetic sweep
+    for row in body["optima"]:
+        assert row["lr"] > 0 and row["batch_tokens"] > 0 and row["n_params"] > 0
+
+
+def test_preset_detail_has_no_optima(client):
+    body = client.get("/v1/laws/step-law").get_json()
+    assert body["info"]["kind"] == "preset"
+    assert body["optima"] == []
+
+
+# ---- predict ----
+
+
+def test_predict_get_matches_the_python_api(client, fitted):
+    body = client.get("/v1/predict?n_params=1e6&tokens=1e8&seq_len=128").get_json()
+    expected = fitted.predict(1e6, 1e8, seq_len=128)
+    assert body["law"] == SWEEP
+    assert body["inputs"] == {"n_params": 1e6, "tokens": 1e8, "seq_len": 128, "width": None}
+    for key in ("lr", "batch_tokens", "batch_size", "loss"):
+        assert close(body[key], getattr(expected, key)), key
+    assert close(body["batch_size"], body["batch_tokens"] / 128)
+    for key in ("lr", "batch_tokens", "loss"):
+        low, high = body["intervals"][key]
+        assert low <= body[key] <= high
+    assert body["extrapolation"] == {"n_params_factor": 1.0, "tokens_factor": 1.0}
+    assert isinstance(body["warnings"], list)
+
+
+def test_predict_far_outside_the_sweep_says_so(client):
+    body = client.get("/v1/predict?n_params=7e9&tokens=2e12").get_json()
+    assert body["extrapolation"]["n_params_factor"] == pytest.approx(7e9 / 1.28e7, rel=1e-6)
+    assert body["extrapolation"]["tokens_factor"] > 1
+    assert body["warnings"], "a 500x extrapolation must carry a warning"
+
+
+def test_predict_with_a_preset(client):
+    body = client.get("/v1/predict?n_params=7e9&tokens=2e12&law=step-law").get_json()
+    expected = scaling.load("step-law").predict(7e9, 2e12)
+    assert body["law"] == "step-law"
+    assert close(body["lr"], expected.lr) and close(body["batch_tokens"], expected.batch_tokens)
+
+
+def test_predict_width_gives_mup_groups(client, fitted):
+    body = client.get("/v1/predict?n_params=1e6&tokens=1e8&width=256").get_json()
+    expected = fitted.predict(1e6, 1e8, width=256)
+    assert body["inputs"]["width"] == 256
+    assert body["lr_groups"] == json.loads(json.dumps(expected.lr_groups))
+
+
+def test_predict_post_one_object(client):
+    got = client.post("/v1/predict", json={"n_params": 1e6, "tokens": 1e8})
+    want = client.get("/v1/predict?n_params=1e6&tokens=1e8")
+    assert got.status_code == 200
+    assert got.get_json() == want.get_json()
+
+
+def test_predict_post_list_keeps_order_and_laws(client):
+    queries = [
+        {"n_params": 1e6, "tokens": 1e8},
+        {"n_params": 7e9, "tokens": 2e12, "law": "step-law"},
+        {"n_params": 7e9, "tokens": 2e12, "law": "deepseek", "seq_len": 4096},
+    ]
+    body = client.post("/v1/predict", json=queries).get_json()
+    assert [item["law"] for item in body] == [SWEEP, "step-law", "deepseek"]
+    for query, item in zip(queries, body, strict=True):
+        single = client.post("/v1/predict", json=query).get_json()
+        assert item == single
+
+
+def test_predict_post_list_of_1000(client):
+    queries = [{"n_params": 1e6 * (1 + i / 100), "tokens": 1e8} for i in range(1000)]
+    body = client.post("/v1/predict", json=queries).get_json()
+    assert len(body) == 1000
+    assert [item["inputs"]["n_params"] for item in body] == [q["n_params"] for q in queries]
+
+
+def test_integer_spellings_are_accepted(client):
+    a = client.get("/v1/predict?n_params=1000000&tokens=1e8&seq_len=128").get_json()
+    b = client.post("/v1/predict", json={"n_params": 1e6, "tokens": 1e8, "seq_len": 128.0})
+    assert a == b.get_json()
+
+
+# ---- trajectory, compute-optimal, curves ----
+
+
+def test_trajectory_matches_the_python_api(client):
+    law = scaling.load("step-law")
+    if "trajectory" not in law.info()["supports"]:
+        pytest.fail("step-law preset is expected to answer trajectories")
+    url = "/v1/trajectory?n_params=1e9&tokens=2e10&law=step-law&schedule=wsd&points=50"
+    body = client.get(url).get_json()
+    frame = law.trajectory(1e9, 2e10, schedule="wsd", points=50)
+    assert body["law"] == "step-law"
+    assert body["inputs"]["schedule"] == "wsd"
+    assert body["steps"] == frame["step"].astype(int).tolist()
+    assert body["loss"] == pytest.approx(frame["loss"].tolist())
+    assert len(body["tokens"]) == len(body["lr"]) == len(body["loss"]) == len(frame)
+    assert body["loss"][-1] < body["loss"][0]
+    assert "extrapolation" in body and "warnings" in body
+
+
+def test_trajectory_of_the_fitted_law(client, fitted):
+    response = client.get("/v1/trajectory?n_params=1e6&tokens=1e8&points=20")
+    if "trajectory" in fitted.info()["supports"]:
+        assert response.status_code == 200
+        assert len(response.get_json()["loss"]) <= 20
+    else:  # the synthetic sweep has no curves: the law cannot answer, and says so
+        assert response.status_code == 422
+        assert response.get_json()["error"]["code"] == "unsupported_query"
+
+
+def test_compute_optimal_matches_the_python_api(client):
+    body = client.get("/v1/compute-optimal?flops=1e23&law=chinchilla-hoffmann").get_json()
+    expected = scaling.load("chinchilla-hoffmann").compute_optimal(1e23)
+    assert body["law"] == "chinchilla-hoffmann"
+    assert body["inputs"] == {"flops": 1e23}
+    assert close(body["n_params"], expected["n_params"])
+    assert close(body["tokens"], expected["tokens"])
+    assert 6 * body["n_params"] * body["tokens"] == pytest.approx(1e23, rel=0.05)
+    assert set(body["extrapolation"]) == {"n_params_factor", "tokens_factor"}
+
+
+def test_curves_hold_the_ratio_and_mark_the_query(client):
+    body = client.get(f"/v1/laws/{SWEEP}/curves?n_params=1e8&tokens=2e9&points=30").get_json()
+    assert body["tokens_per_param"] == pytest.approx(20)
+    assert len(body["n_params"]) == 30
+    for n, d in zip(body["n_params"], body["tokens"], strict=True):
+        assert d == pytest.approx(20 * n)
+    for low, mid, high in zip(body["lr_low"], body["lr"], body["lr_high"], strict=True):
+        assert low <= mid <= high
+    assert body["query"]["n_params"] == 1e8
+    assert min(body["n_params"]) <= 2e5 and max(body["n_params"]) >= 1e8
+    assert len(body["optima"]) == 12
+
+
+# ---- configuration ----
+
+
+def test_default_law_without_fitted_laws_answers_lr_and_batch(tmp_path):
+    app = create_app({"LAWS_DIR": str(tmp_path)})
+    laws = app.extensions["scaling_laws"]
+    assert laws.default == "step-law"
+    assert {"lr", "batch_tokens"} <= set(laws.laws[laws.default].info()["supports"])
+
+
+def test_default_prefers_the_quick_sweep(tmp_path):
+    write_law_file(tmp_path, "quick")
+    assert create_app({"LAWS_DIR": str(tmp_path)}).extensions["scaling_laws"].default == "quick"
+
+
+def test_default_law_from_the_environment(monkeypatch, laws_dir):
+    monkeypatch.setenv("SCALING_LAWS_DIR", str(laws_dir))
+    monkeypatch.setenv("SCALING_DEFAULT_LAW", "deepseek")
+    app = create_app()
+    assert app.config["LAWS_DIR"] == str(laws_dir)
+    assert app.extensions["scaling_laws"].default == "deepseek"
+    assert SWEEP in app.extensions["scaling_laws"].laws
+
+
+def test_unknown_default_law_fails_at_start(tmp_path):
+    with pytest.raises(ValueError, match="no-such-law"):
+        create_app({"LAWS_DIR": str(tmp_path), "DEFAULT_LAW": "no-such-law"})
+
+
+def test_broken_law_file_is_logged_and_skipped(tmp_path, laws_dir, caplog):
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "laws.json").write_text('{"format_version": 1, "laws": ')
+    (tmp_path / "good").mkdir()
+    (tmp_path / "good" / "laws.json").write_text((laws_dir / SWEEP / "laws.json").read_text())
+    with caplog.at_level(logging.ERROR, logger="server.laws"):
+        app = create_app({"LAWS_DIR": str(tmp_path)})
+    assert SWEEP in app.extensions["scaling_laws"].laws
+    assert any("broken" in record.getMessage() for record in caplog.records)
+
+
+# ---- the OpenAPI document and the page's assets ----
+
+
+def test_openapi_document_is_generated_from_the_schemas(client):
+    spec = client.get("/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.")
+    assert set(spec["paths"]) >= {
+        "/v1/predict",
+        "/v1/trajectory",
+        "/v1/compute-optimal",
+        "/v1/laws",
+        "/v1/laws/{law_id}",
+        "/healthz",
+    }
+    params = {p["name"]: p for p in spec["paths"]["/v1/predict"]["get"]["parameters"]}
+    assert params["n_params"]["required"] is True
+    assert params["n_params"]["schema"]["maximum"] == 1e15
+    assert params["tokens"]["schema"]["maximum"] == 1e17
+    post = spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert post["schema"]["oneOf"][1]["maxItems"] == 1000
+    assert "Prediction" in spec["components"]["schemas"]
+
+
+def test_page_and_vendored_assets_are_served_locally(client):
+    page = client.get("/")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert '<form id="query"' in html and SWEEP in html
+    assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
+    for asset in ("/static/vendor/chart.umd.min.js", "/static/app.js", "/static/style.css"):
+        with client.get(asset) as response:  # a file response: close it
+            assert response.status_code == 200, asset
+            assert response.data

@@ -1,0 +1,169 @@
+"""The web page in headless Chromium (Debian's chromium and chromium-driver, no browser
+download): fill the form, submit, and see the answer and the plots drawn."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+
+import pytest
+from server_support import fitted_laws, write_law_file
+
+from server import create_app
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory):
+    from werkzeug.serving import make_server
+
+    laws_dir = tmp_path_factory.mktemp("results")
+    write_law_file(laws_dir, "synthetic", law_id="quick")
+    app = create_app({"LAWS_DIR": str(laws_dir)})
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not shutil.which(path)]
+    if missing:
+        pytest.fail(
+            f"missing {', '.join(missing)}: the page test needs Debian's browser, "
+            "install it with `apt-get install -y chromium chromium-driver`"
+        )
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never download anything
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,2000",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def wait_for_answer(driver, timeout=30.0):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, timeout).until(
+        lambda d: d.find_element("tag name", "body").get_attribute("data-state") in {"done", "error"}
+    )
+    return driver.find_element("tag name", "body").get_attribute("data-state")
+
+
+def painted_pixels(driver, canvas_id: str) -> int:
+    """How many pixels of the canvas are not transparent: a drawn chart has thousands."""
+    return driver.execute_script(
+        """
+        const canvas = document.getElementById(arguments[0]);
+        if (!canvas || canvas.width === 0) return 0;
+        const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+        let painted = 0;
+        for (let i = 3; i < data.length; i += 4) if (data[i] !== 0) painted++;
+        return painted;
+        """,
+        canvas_id,
+    )
+
+
+def fill(driver, element_id: str, value: str) -> None:
+    field = driver.find_element("id", element_id)
+    field.clear()
+    field.send_keys(value)
+
+
+def number(driver, element_id: str) -> float:
+    return float(driver.find_element("id", element_id).text)
+
+
+def test_form_answer_and_plots(browser, base_url):
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(base_url + "/")
+    assert browser.find_element("tag name", "body").get_attribute("data-state") == "ready"
+    fill(browser, "n_params", "1e8")
+    fill(browser, "tokens", "2e9")
+    Select(browser.find_element("id", "law")).select_by_value("quick")
+    browser.find_element("id", "submit").click()
+    assert wait_for_answer(browser) == "done", browser.find_element("id", "error").text
+
+    expected = fitted_laws("synthetic").predict(1e8, 2e9, seq_len=2048)
+    assert number(browser, "out-lr") == pytest.approx(expected.lr, rel=1e-3)
+    assert number(browser, "out-batch_tokens") == pytest.approx(expected.batch_tokens, rel=1e-3)
+    assert number(browser, "out-loss") == pytest.approx(expected.loss, rel=1e-3)
+    assert "95%" in browser.find_element("id", "out-lr-interval").text
+    rows = browser.find_elements("css selector", "#compare-table tbody tr")
+    assert len(rows) >= 2  # the chosen law and the checked presets
+
+    for canvas in ("loss-chart", "lr-chart", "batch-chart"):
+        assert painted_pixels(browser, canvas) > 2000, canvas
+    assert browser.find_element("id", "loss-note").text == ""
+    chart_points = browser.execute_script(
+        "const c = Chart.getChart('lr-chart');"
+        "return c.data.datasets.find(d => d.label.startsWith('sweep optima')).data.length;"
+    )
+    assert chart_points == 12  # the cells the LR law was fitted on
+
+
+def test_compute_budget_mode(browser, base_url):
+    browser.get(base_url + "/")
+    browser.find_element("css selector", "input[name=mode][value=compute]").click()
+    fill(browser, "flops", "1e21")
+    browser.find_element("id", "submit").click()
+    assert wait_for_answer(browser) == "done", browser.find_element("id", "error").text
+    n_params, tokens = number(browser, "out-n_params"), number(browser, "out-tokens")
+    assert 6 * n_params * tokens == pytest.approx(1e21, rel=0.02)
+    assert painted_pixels(browser, "lr-chart") > 2000
+
+
+def test_bad_input_shows_the_error(browser, base_url):
+    browser.get(base_url + "/")
+    fill(browser, "n_params", "seven billion")
+    browser.find_element("id", "submit").click()
+    assert wait_for_answer(browser) == "error"
+    message = browser.find_element("id", "error").text
+    assert "not_a_number" in message and "n_params" in message
+
+
+def test_a_shared_link_fills_the_form_and_asks(browser, base_url):
+    browser.get(base_url + "/?n_params=3e8&tokens=6e9&law=deepseek")
+    assert wait_for_answer(browser) == "done", browser.find_element("id", "error").text
+    assert browser.find_element("id", "answer-law").text == "(law: deepseek)"
+    # deepseek defines no loss curve: the page says so instead of drawing one
+    assert "No loss curve" in browser.find_element("id", "loss-note").text
+    assert painted_pixels(browser, "batch-chart") > 2000
+
+
+def test_static_files_only(base_url, browser):
+    browser.get(base_url + "/")
+    sources = browser.execute_script(
+        "return [...document.querySelectorAll('script[src], link[href]')]"
+        ".map(e => e.src || e.href);"
+    )
+    assert sources and all(src.startswith(base_url) for src in sources), sources

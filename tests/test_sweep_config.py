@@ -1,0 +1,165 @@
+"""Sweep configs: the shipped ones load, their cells are what they say, and every unknown key
+or bad value is a ValueError naming it and the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scaling.schedules import ScheduleSpec
+from sweeps.config import CONFIG_DIR, format_tokens, load_config
+
+MINIMAL = """
+[model]
+widths = [32, 64]
+head_dim = 16
+base_width = 32
+
+[budget]
+tokens = [1e5, 4e5]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sweep.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
+def test_shipped_configs_load(name):
+    cfg = load_config(name)
+    cells = cfg.cells()
+    assert cfg.name == name
+    assert len({c.name for c in cells}) == len(cells)
+    assert cfg.n_planned() == sum(c.n_trials for c in cells)
+    for cell in cells:
+        if cell.is_variant:
+            assert cell.base in {c.name for c in cells if not c.is_variant}
+
+
+def test_quick_has_three_sizes_and_schedule_variants():
+    cfg = load_config("quick")
+    search = [c for c in cfg.cells() if not c.is_variant]
+    variants = [c for c in cfg.cells() if c.is_variant]
+    assert len({c.width for c in search}) >= 3
+    assert len({c.tokens for c in search}) >= 2
+    assert len({c.schedule.name for c in variants} | {cfg.schedule.name}) >= 3
+
+
+def test_minimal_config_defaults_and_cells(tmp_path):
+    cfg = load_config(write(tmp_path, MINIMAL))
+    assert cfg.name == "sweep"
+    assert cfg.sampler.name == "tpe" and cfg.pruner.name == "none"
+    assert [c.name for c in cfg.cells()] == [
+        "w32-d2-t1e5",
+        "w32-d2-t4e5",
+        "w64-d2-t1e5",
+        "w64-d2-t4e5",
+    ]
+    assert all(c.n_trials == cfg.trials_per_cell for c in cfg.cells())
+    assert cfg.default_storage_url() == "sqlite:///results/sweep/storage.db"
+
+
+def test_tokens_per_param_scales_with_size(tmp_path):
+    from sweeps.model import count_params
+
+    text = MINIMAL.replace("tokens = [1e5, 4e5]", "tokens_per_param = [10, 20]")
+    cfg = load_config(write(tmp_path, text))
+    for cell in cfg.cells():
+        n_params, _ = count_params(cfg.model_config(cell.width, cell.depth))
+        assert cell.tokens in (round(10 * n_params), round(20 * n_params))
+
+
+def test_variants_and_grid(tmp_path):
+    text = (
+        'sampler = "grid"\n'
+        + MINIMAL.replace(
+            "[budget]", "[search]\ngrid_points = 3\nbatch_tokens = [1024, 2048]\n\n[budget]"
+        )
+        + """
+[[variants]]
+schedule = { name = "wsd", decay_frac = 0.3 }
+widths = [64]
+budgets = [4e5]
+lr_factors = [0.5, 1.0, 2.0]
+
+[[variants]]
+schedule = "constant"
+lr = 0.01
+batch_tokens = 1024
+"""
+    )
+    cfg = load_config(write(tmp_path, text))
+    cells = cfg.cells()
+    assert all(c.n_trials == 6 for c in cells if not c.is_variant)  # 3 LRs x 2 batch sizes
+    wsd = [c for c in cells if c.schedule.name == "wsd"]
+    assert [c.name for c in wsd] == ["w64-d2-t4e5-wsd"]
+    assert wsd[0].n_trials == 3 and wsd[0].base == "w64-d2-t4e5"
+    assert wsd[0].schedule == ScheduleSpec(name="wsd", decay_frac=0.3)
+    constant = [c for c in cells if c.schedule.name == "constant"]
+    assert len(constant) == 4 and all(c.lr == 0.01 and c.batch_tokens == 1024 for c in constant)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ("learning_rate = 3\n", "learning_rate"),
+        ("[model]\nwidth = [1]\n", "width"),  # a typo'd key inside a table
+        ("[search]\nlr = [0.1, 0.01]\n", "search.lr"),
+        ("[search]\nlr = [0, 0.01]\n", "search.lr"),
+        ("[search]\nbatch_tokens = [100]\n", "100"),  # not whole sequences of seq_len
+        ('[sampler]\nname = "bayes"\n', "bayes"),
+        ('[pruner]\nname = "asha"\n', "asha"),
+        ('[schedule]\nname = "exp"\n', "exp"),
+        ("[schedule]\nwarmup_frac = 1.5\n", "warmup_frac"),
+        ("[schedule]\ncooldown = 0.2\n", "cooldown"),
+        ("trials_per_cell = 0\n", "trials_per_cell"),
+        ("trials_per_cell = 2.5\n", "trials_per_cell"),
+        ('seed = "zero"\n', "seed"),
+        ("[storage]\nheartbeat_interval = 60\ngrace_period = 30\n", "grace_period"),
+        ("[train]\neval_every = -1\n", "train.eval_every"),
+        ('[[variants]]\nschedule = "wsd"\nwidths = [128]\n', "128"),
+        ('[[variants]]\nschedule = "wsd"\nbudgets = [3e5]\n', "variants[0].budgets entry 300000"),
+        ("[[variants]]\nwidths = [32]\n", "schedule"),
+        ('[[variants]]\nschedule = "wsd"\nlr = "worst"\n', "lr"),
+    ],
+)
+def test_bad_key_or_value_names_it_and_the_file(tmp_path, change, named):
+    # Top-level keys go before the tables; table edits replace or extend MINIMAL's.
+    if change.startswith("["):
+        table = change.split("]")[0] + "]"
+        text = MINIMAL.replace(table, change.rstrip("\n")) if table in MINIMAL else MINIMAL + change
+    else:
+        text = change + MINIMAL
+    path = write(tmp_path, text)
+    with pytest.raises(ValueError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert named in message
+
+
+def test_widths_must_hold_whole_heads(tmp_path):
+    with pytest.raises(ValueError, match=r"widths entry 40 .*head_dim=16"):
+        load_config(write(tmp_path, MINIMAL.replace("[32, 64]", "[32, 40]")))
+
+
+def test_budget_needs_exactly_one_kind(tmp_path):
+    text = MINIMAL.replace("tokens = [1e5, 4e5]", "tokens = [1e5]\ntokens_per_param = [20]")
+    with pytest.raises(ValueError, match="exactly one of"):
+        load_config(write(tmp_path, text))
+
+
+def test_invalid_toml_and_missing_file(tmp_path):
+    with pytest.raises(ValueError, match="invalid TOML"):
+        load_config(write(tmp_path, "[model\nwidths = 1"))
+    with pytest.raises(ValueError, match="not found.*tiny"):
+        load_config("no-such-sweep")
+
+
+def test_format_tokens():
+    assert format_tokens(5_000_000) == "5e6"
+    assert format_tokens(2_500_000) == "2.5e6"
+    assert format_tokens(131072) == "1.311e5"

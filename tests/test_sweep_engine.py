@@ -1,0 +1,295 @@
+"""The sweep engine end to end on tiny proxies: SQLite, journal files and PostgreSQL storages,
+concurrent workers, a worker killed mid-trial, pruning, and one-line CLI errors."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from sweeps._storage import postgres_driver
+from sweeps.config import CONFIG_DIR, load_config
+from sweeps.engine import CURVE_COLUMNS, RUN_COLUMNS, export, run_sweep
+from sweeps.engine import main as engine_main
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_PG_URL = "postgresql://scaling:scaling@127.0.0.1:5432/scaling_test"
+CONTRACT_COLUMNS = [
+    "run_id", "sweep", "cell", "n_params", "n_params_total", "tokens", "lr", "batch_tokens",
+    "loss", "diverged", "pruned", "state", "width", "depth", "n_heads", "seq_len", "vocab_size",
+    "steps", "schedule", "schedule_json", "warmup_steps", "weight_decay", "seed", "flops",
+    "wall_seconds", "device", "parametrization", "base_width",
+]  # fmt: skip
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def corpus_file(tmp_path_factory) -> Path:
+    """A small seeded byte corpus (word soup), so the tests need no prepared data/."""
+    rng = np.random.default_rng(0)
+    words = ["the", "law", "of", "scaling", "loss", "falls", "with", "tokens", "and", "size",
+             "learning", "rate", "batch", "model", "a", "is", "to", "in", "we", "fit"]  # fmt: skip
+    text = " ".join(rng.choice(words, size=60_000)) + "\n"
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text(text)
+    return path
+
+
+def write_config(tmp_path: Path, corpus: Path, *, name: str = "tiny", extra: str = "") -> Path:
+    """tiny.toml with this test's corpus, results folder and sweep name (+ extra TOML)."""
+    head = f'name = "{name}"\ncorpus = "{corpus}"\nresults_dir = "{tmp_path / "results"}"\n'
+    body = (CONFIG_DIR / "tiny.toml").read_text()
+    path = tmp_path / f"{name}.toml"
+    path.write_text(head + extra + body)
+    return path
+
+
+def cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "sweeps.engine", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def check_export(cfg, storage: str, out: Path) -> pd.DataFrame:
+    """The shared assertions: contract columns, every planned trial exactly once."""
+    runs_path, curves_path, missing = export(cfg, storage, out)
+    assert missing == 0
+    runs = pd.read_csv(runs_path)
+    curves = pd.read_csv(curves_path)
+    assert set(CONTRACT_COLUMNS) <= set(runs.columns)
+    assert list(runs.columns[: len(RUN_COLUMNS)]) == RUN_COLUMNS
+    assert list(curves.columns) == CURVE_COLUMNS
+    planned = {c.name: c.n_trials for c in cfg.cells()}
+    assert runs.groupby("cell").size().to_dict() == planned
+    assert runs["run_id"].is_unique
+    assert len(runs) == cfg.n_planned()
+    assert set(curves["run_id"]) == set(runs["run_id"])
+    finished = runs[runs["state"] == "complete"]
+    assert np.isfinite(finished["loss"]).all() and (finished["loss"] > 0).all()
+    assert (runs["tokens"] == runs["steps"] * runs["batch_tokens"]).all()
+    assert (runs["flops"] == 6.0 * runs["n_params"] * runs["tokens"]).all()
+    assert set(runs["schedule"]) == {"cosine", "wsd"}
+    # The variant reuses the best LR found in its base cell.
+    variant = runs[runs["variant"]].iloc[0]
+    base = runs[(runs["cell"] == variant["cell"].rsplit("-", 1)[0]) & ~runs["diverged"]]
+    assert math.isclose(variant["lr"], base.loc[base["loss"].idxmin(), "lr"])
+    # Trials in the storage agree: one finished trial per exported row, nothing left running.
+    for cell in cfg.cells():
+        study = optuna.load_study(study_name=f"{cfg.name}:{cell.name}", storage=storage)
+        states = [t.state for t in study.get_trials()]
+        assert optuna.trial.TrialState.RUNNING not in states
+        assert optuna.trial.TrialState.WAITING not in states
+        assert (
+            states.count(optuna.trial.TrialState.COMPLETE)
+            + states.count(optuna.trial.TrialState.PRUNED)
+            == cell.n_trials
+        )
+    return runs
+
+
+def test_tiny_sweep_sqlite_end_to_end(tmp_path, corpus_file):
+    cfg = load_config(write_config(tmp_path, corpus_file))
+    storage = f"sqlite:///{tmp_path / 'storage.db'}"
+    status = run_sweep(cfg, storage, workers=1, threads=1, progress=False)
+    assert sum(s["finished"] for s in status) == cfg.n_planned()
+    runs = check_export(cfg, storage, tmp_path / "out")
+    assert (runs["device"].str.startswith("cpu")).all()
+    # Resuming a finished sweep runs nothing more and exports the same table.
+    run_sweep(cfg, storage, workers=1, threads=1, progress=False)
+    again = check_export(cfg, storage, tmp_path / "out2")
+    pd.testing.assert_frame_equal(runs, again)
+
+
+def test_tiny_sweep_journal_file(tmp_path, corpus_file):
+    cfg = load_config(write_config(tmp_path, corpus_file))
+    storage = f"journal://{tmp_path / 'sweep.log'}"
+    run_sweep(cfg, storage, workers=1, threads=1, progress=False)
+    runs_path, _, missing = export(cfg, storage, tmp_path / "out")
+    assert missing == 0
+    runs = pd.read_csv(runs_path)
+    assert runs.groupby("cell").size().to_dict() == {c.name: c.n_trials for c in cfg.cells()}
+    assert runs["run_id"].is_unique
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    url = os.environ.get("SCALING_TEST_POSTGRES_URL", DEFAULT_PG_URL)
+    import sqlalchemy as sa
+
+    try:
+        engine = sa.create_engine(postgres_driver(url), connect_args={"connect_timeout": 5})
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:
+        pytest.fail(
+            f"PostgreSQL at {url} is unreachable ({type(exc).__name__}: {exc}); start it with "
+            "`sudo .ci/start-postgres` or set SCALING_TEST_POSTGRES_URL"
+        )
+    return postgres_driver(url)
+
+
+@pytest.mark.postgres
+def test_tiny_sweep_postgres_two_workers(tmp_path, corpus_file, postgres_url):
+    name = f"tiny_{uuid.uuid4().hex[:8]}"  # the test database is shared between runs
+    path = write_config(tmp_path, corpus_file, name=name)
+    cfg = load_config(path)
+    try:
+        done = cli("run", "--config", str(path), "--storage", postgres_url, "--workers", "2",
+                   "--threads", "1", "--no-progress")  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert f"{cfg.n_planned()}/{cfg.n_planned()} runs finished" in done.stdout
+        runs = check_export(cfg, postgres_url, tmp_path / "out")
+        assert runs["worker"].nunique() == 2  # both processes trained
+    finally:
+        for cell in cfg.cells():
+            try:
+                optuna.delete_study(study_name=f"{name}:{cell.name}", storage=postgres_url)
+            except KeyError:
+                pass
+
+
+def _trials(storage: str) -> list[optuna.trial.FrozenTrial]:
+    out = []
+    for summary in optuna.get_all_study_summaries(storage):
+        out += optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()
+    return out
+
+
+def test_worker_killed_mid_trial_resumes(tmp_path, corpus_file):
+    path = write_config(tmp_path, corpus_file)
+    cfg = load_config(path)
+    storage = f"sqlite:///{tmp_path / 'storage.db'}"
+    args = [sys.executable, "-m", "sweeps.engine", "run", "--config", str(path),
+            "--storage", storage, "--threads", "1", "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    finished_before: set[int] = set()
+    killed: int | None = None
+    try:
+        deadline = time.monotonic() + 180
+        while killed is None and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+            try:
+                trials = _trials(storage)
+            except Exception:  # the database is still being created
+                continue
+            done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+            mid = [
+                t
+                for t in trials
+                if t.state == optuna.trial.TrialState.RUNNING and t.intermediate_values
+            ]
+            if done and mid:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                killed = mid[0].number
+                finished_before = {
+                    t.user_attrs["row"]["run_id"]
+                    for t in _trials(storage)
+                    if t.state == optuna.trial.TrialState.COMPLETE
+                }
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert killed is not None, "the worker never reached a trial in progress"
+    assert any(t.state == optuna.trial.TrialState.RUNNING for t in _trials(storage))
+
+    resumed = cli("run", "--config", str(path), "--storage", storage, "--threads", "1",
+                  "--no-progress")  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    runs = check_export(cfg, storage, tmp_path / "out")
+    assert finished_before <= set(runs["run_id"])
+    trials = _trials(storage)
+    failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(failed) == 1  # the killed trial, failed by its stale heartbeat...
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == failed[0].number]
+    assert len(retried) == 1  # ...and re-run once, with the same parameters
+    assert retried[0].state == optuna.trial.TrialState.COMPLETE
+    assert retried[0].params == failed[0].params
+
+
+def test_pruned_trials_are_marked_pruned(tmp_path, corpus_file):
+    extra = '[pruner]\nname = "median"\nn_startup_trials = 1\n\n'
+    text = write_config(tmp_path, corpus_file, extra="").read_text()
+    # One cell of 6 trials over a wide LR range, so that some fall behind and are pruned.
+    text = text.replace("trials_per_cell = 2", "trials_per_cell = 6")
+    text = text.replace("widths = [16, 32]", "widths = [32]").replace(
+        "tokens = [4096]", "tokens = [8192]"
+    )
+    text = text.replace("lr = [3e-3, 3e-2]", "lr = [1e-4, 1e-1]")
+    text = text.split("[[variants]]")[0] + extra
+    path = tmp_path / "prune.toml"
+    path.write_text(text)
+    cfg = load_config(path)
+    storage = f"sqlite:///{tmp_path / 'storage.db'}"
+    run_sweep(cfg, storage, workers=1, threads=1, progress=False)
+    runs_path, curves_path, missing = export(cfg, storage, tmp_path / "out")
+    assert missing == 0
+    runs = pd.read_csv(runs_path)
+    trials = _trials(storage)
+    pruned = {t.number for t in trials if t.state == optuna.trial.TrialState.PRUNED}
+    assert pruned, "no trial was pruned"
+    assert len(runs) == 6
+    assert set(runs.loc[runs["pruned"], "trial_number"]) == pruned
+    assert (runs.loc[runs["pruned"], "state"] == "pruned").all()
+    assert (runs.loc[~runs["pruned"], "state"].isin(["complete", "diverged"])).all()
+    # A pruned run stopped early: its curve ends before its planned last step.
+    curves = pd.read_csv(curves_path)
+    for _, row in runs[runs["pruned"]].iterrows():
+        assert curves.loc[curves["run_id"] == row["run_id"], "step"].max() < row["steps"]
+
+
+def _one_error_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_cli_bad_config_one_line(tmp_path, corpus_file):
+    path = write_config(tmp_path, corpus_file, extra="learning_rate = 3\n")
+    line = _one_error_line(cli("run", "--config", str(path), "--no-progress"))
+    assert "learning_rate" in line and str(path) in line
+
+
+def test_cli_unreachable_storage_one_line(tmp_path, corpus_file):
+    path = write_config(tmp_path, corpus_file)
+    url = "postgresql://nobody:secret@127.0.0.1:1/nowhere"
+    line = _one_error_line(cli("run", "--config", str(path), "--storage", url, "--no-progress"))
+    assert "storage" in line and "127.0.0.1:1" in line and "secret" not in line
+
+
+def test_cli_missing_corpus_one_line(tmp_path):
+    path = write_config(tmp_path, tmp_path / "no-such-corpus.txt")
+    storage = f"sqlite:///{tmp_path / 'storage.db'}"
+    result = cli("run", "--config", str(path), "--storage", storage, "--no-progress")
+    line = _one_error_line(result)
+    assert "no-such-corpus" in line
+
+
+def test_status_and_export_without_runs(tmp_path, corpus_file, capsys):
+    path = write_config(tmp_path, corpus_file)
+    storage = f"sqlite:///{tmp_path / 'storage.db'}"
+    assert engine_main(["status", "--config", str(path), "--storage", storage]) == 0
+    assert "0/2" in capsys.readouterr().out
+    assert engine_main(["export", "--config", str(path), "--storage", storage,
+                        "--out", str(tmp_path / "out")]) == 0  # fmt: skip
+    assert "5 planned runs have not finished" in capsys.readouterr().err
+    assert pd.read_csv(tmp_path / "out" / "runs.csv").empty

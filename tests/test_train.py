@@ -1,0 +1,118 @@
+"""Training one proxy: the LR schedule drives the optimizer, seeds reproduce, divergence ends
+the run quietly, and the result fills the runs table."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from scaling.schedules import ScheduleSpec
+from sweeps.data import load_corpus
+from sweeps.model import ModelConfig
+from sweeps.train import RunResult, TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return load_corpus()
+
+
+def tiny(**overrides) -> TrainConfig:
+    model = overrides.pop("model", ModelConfig(width=64, depth=1, seq_len=32))
+    settings = dict(
+        model=model, lr=0.01, batch_tokens=256, tokens=256 * 12, eval_every=4, eval_tokens=512,
+        threads=1,  # tiny models: one thread is fastest, and robust to a busy machine
+    )  # fmt: skip
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def test_same_seed_gives_the_same_curve_and_another_seed_does_not(corpus):
+    a, b = train(tiny(seed=3), corpus=corpus), train(tiny(seed=3), corpus=corpus)
+    c = train(tiny(seed=4), corpus=corpus)
+    assert a.curve.equals(b.curve)
+    assert not np.allclose(a.curve["train_loss"], c.curve["train_loss"])
+
+
+def test_result_curve_and_row(corpus):
+    config = tiny()
+    result = train(config, corpus=corpus)
+    assert isinstance(result, RunResult)
+    assert result.steps == 12 and result.tokens == 12 * 256 and not result.diverged
+    curve = result.curve
+    assert list(curve.columns) == ["step", "tokens", "lr", "train_loss", "loss"]
+    assert curve["step"].tolist() == list(range(1, 13))
+    assert curve["loss"].notna().tolist() == [s % 4 == 0 for s in range(1, 13)]
+    assert result.loss == curve["loss"].iloc[-1] < math.log(256)  # it learned something
+    np.testing.assert_allclose(curve["lr"], config.schedule.lrs(config.lr, 12))
+    row = result.to_row()
+    for column in ("n_params", "tokens", "lr", "batch_tokens", "loss", "schedule_json",
+                   "warmup_steps", "parametrization", "base_width", "flops", "state"):  # fmt: skip
+        assert column in row
+    assert ScheduleSpec.from_json(row["schedule_json"]) == config.schedule
+    assert row["state"] == "complete" and row["base_width"] == 64
+
+
+@pytest.mark.parametrize("parametrization", ["mup", "sp"])
+@pytest.mark.parametrize("schedule", ["wsd", "step"])
+def test_schedule_drives_every_param_group_lr(corpus, monkeypatch, parametrization, schedule):
+    """The LR each group uses at step s is schedule(s) times its muP multiplier."""
+    seen: list[dict[float, float]] = []
+    original = torch.optim.AdamW.step
+
+    def spy(self, *args, **kwargs):
+        seen.append({g["lr_scale"]: g["lr"] for g in self.param_groups})
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    spec = ScheduleSpec(name=schedule, warmup_steps=3)
+    model = ModelConfig(width=128, depth=1, seq_len=32, parametrization=parametrization)
+    config = tiny(model=model, schedule=spec, lr=0.004, eval_every=100)
+    train(config, corpus=corpus)
+    expected = spec.lrs(0.004, config.steps)
+    assert len(seen) == config.steps
+    scales = set(seen[0])
+    assert scales == ({1.0, 0.5} if parametrization == "mup" else {1.0})
+    for step, lrs in enumerate(seen):
+        for scale, lr in lrs.items():
+            assert lr == pytest.approx(expected[step] * scale)
+
+
+def test_divergent_lr_ends_early_without_exception(corpus):
+    result = train(tiny(lr=1e3, tokens=256 * 40), corpus=corpus)
+    assert result.diverged and math.isnan(result.loss)
+    assert len(result.curve) < 40 and result.tokens_trained < result.tokens
+    assert result.to_row()["state"] == "diverged"
+
+
+def test_callback_sees_every_evaluation_and_its_exception_propagates(corpus):
+    calls = []
+
+    class Pruned(Exception):
+        pass
+
+    def callback(step, tokens, val_loss):
+        calls.append((step, tokens, val_loss))
+        if step >= 8:
+            raise Pruned
+
+    with pytest.raises(Pruned):
+        train(tiny(), callback=callback, corpus=corpus)
+    assert [c[:2] for c in calls] == [(4, 1024), (8, 2048)]
+    assert all(math.isfinite(c[2]) for c in calls)
+
+
+def test_user_text_corpus_path(tmp_path):
+    (tmp_path / "text.txt").write_text("The quick brown fox jumps over the lazy dog. " * 400)
+    result = train(tiny(corpus=tmp_path / "text.txt", tokens=256 * 4, eval_every=2))
+    assert not result.diverged and math.isfinite(result.loss)
+
+
+def test_bad_settings_raise_value_error_naming_them():
+    with pytest.raises(ValueError, match="lr"):
+        tiny(lr=-1.0)
+    with pytest.raises(ValueError, match="batch_tokens"):
+        tiny(batch_tokens=8)
