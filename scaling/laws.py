@@ -331,9 +331,7 @@ class ScalingLaws:
         batch = None
         if self.batch_law is not None:
             batch = float(self.batch_law.predict(n_params, tokens, law_flops))
-            intervals["batch_tokens"] = self.batch_law.predict_interval(
-                n_params, tokens, law_flops
-            )
+            intervals["batch_tokens"] = self.batch_law.predict_interval(n_params, tokens, law_flops)
         elif self.critical_batch is not None and loss is not None:
             batch = self.critical_batch.from_loss(loss)
             warns.append(
@@ -341,9 +339,9 @@ class ScalingLaws:
                 "not a tuned optimum"
             )
         for name, value, what in (
-            ("lr", lr, "a learning-rate law"),
-            ("batch_tokens", batch, "a batch-size law"),
-            ("loss", loss, "a loss law"),
+            ("lr", lr, "learning-rate law"),
+            ("batch_tokens", batch, "batch-size law"),
+            ("loss", loss, "loss law"),
         ):
             if value is None:
                 warns.append(f"{self.id} defines no {what}: {name} is None")
@@ -450,9 +448,7 @@ class ScalingLaws:
                 f"{self.id} has no trajectory law (fit with a curves table to get one)"
             )
         if isinstance(schedule, str):
-            spec = ScheduleSpec(
-                name=schedule, warmup_steps=None if warmup is None else int(warmup)
-            )
+            spec = ScheduleSpec(name=schedule, warmup_steps=None if warmup is None else int(warmup))
         elif isinstance(schedule, ScheduleSpec):
             spec = schedule
         else:
@@ -460,6 +456,18 @@ class ScalingLaws:
         pred = None
         if lr is None or batch_tokens is None:
             pred = self.predict(n_params, tokens, seq_len=seq_len)
+        if hasattr(self._trajectory, "trajectory"):
+            # The cross-size law draws its own curve (and interval); give it the recommended
+            # lr and batch when the caller did not choose them.
+            return self._trajectory.trajectory(
+                n_params,
+                tokens,
+                lr=lr if lr is not None else pred.lr,
+                batch_tokens=batch_tokens if batch_tokens is not None else pred.batch_tokens,
+                schedule=schedule,
+                warmup=warmup,
+                points=points,
+            )
         lr = check_positive("lr", lr) if lr is not None else pred.lr
         batch_tokens = (
             check_positive("batch_tokens", batch_tokens)
@@ -520,7 +528,7 @@ def _trajectory_cross_class():
         from . import trajectory as module
     except ImportError:
         return None
-    for name in getattr(module, "__all__", ()) + _TRAJECTORY_CLASS_NAMES:
+    for name in (*_TRAJECTORY_CLASS_NAMES, *getattr(module, "__all__", ())):
         obj = getattr(module, name, None)
         if (
             isinstance(obj, type)
@@ -633,7 +641,7 @@ def _fit_core(runs: pd.DataFrame, bootstrap: int, seed: int, n_jobs: int, progre
             bootstrap=bootstrap,
             seed=seed,
             n_jobs=n_jobs,
-            progress=(None if progress is None else (lambda k: progress(k / max(bootstrap, 1)))),
+            progress=progress,
         ).fit(
             table.loc[ok, "n_params"].to_numpy(),
             table.loc[ok, "tokens"].to_numpy(),
@@ -742,14 +750,15 @@ def fit(
     if progress and bootstrap:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=2 * bootstrap, desc="bootstrap", unit="resample", leave=False)
+        n_cells = runs.groupby(["n_params", "tokens"]).ngroups
+        # One unit per cell (its runs resampled `bootstrap` times), then one per loss-law resample.
+        bar = tqdm(total=n_cells + bootstrap, desc="bootstrap", unit="step", leave=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        n_cells_hint = max(1, runs.groupby(["n_params", "tokens"]).ngroups)
 
-        def tick(k: float, per_cell=bootstrap / n_cells_hint) -> None:
+        def tick(k: float) -> None:
             if bar is not None:
-                bar.update(k * per_cell)
+                bar.update(int(round(k)))
 
         with single_threaded_blas():
             table, loss_law, lr_law, lr_c, batch_law, batch_c = _fit_core(
@@ -871,5 +880,3 @@ def load(path_or_preset: str | os.PathLike) -> ScalingLaws:
             )
     doc = read_law_file(path)
     return ScalingLaws(doc, path=str(path))
-
-

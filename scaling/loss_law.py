@@ -199,7 +199,7 @@ def _bootstrap_chunk(
 
 def _theta_to_params(theta: np.ndarray, form: str) -> dict[str, float | None]:
     names = FORMS[form]["theta"]
-    values = dict(zip(names, (float(v) for v in theta)))
+    values = dict(zip(names, (float(v) for v in theta), strict=False))
     return {
         "E": math.exp(values["e"]),
         "A": math.exp(values["a"]) if "a" in values else None,
@@ -459,7 +459,10 @@ class LossLaw:
         return float(lo), float(hi)
 
     def _row(self, row: np.ndarray) -> dict[str, Any]:
-        return {k: (None if not np.isfinite(v) else float(v)) for k, v in zip(_PARAM_NAMES, row)}
+        return {
+            k: (None if not np.isfinite(v) else float(v))
+            for k, v in zip(_PARAM_NAMES, row, strict=False)
+        }
 
     @property
     def supports_compute_optimal(self) -> bool:
@@ -491,7 +494,7 @@ class LossLaw:
             rows = [self._row(r) for r in self.bootstrap_samples_ if np.all(np.isfinite(r))]
             alloc = np.array([self._allocate(p, flops) for p in rows])
             losses = np.array(
-                [float(self._evaluate(p, n, d)) for p, (n, d) in zip(rows, alloc)]
+                [float(self._evaluate(p, n, d)) for p, (n, d) in zip(rows, alloc, strict=False)]
             )
             for key, col in (("n_params", alloc[:, 0]), ("tokens", alloc[:, 1]), ("loss", losses)):
                 lo, hi = percentile_interval(col)
@@ -508,7 +511,11 @@ class LossLaw:
             "variables": {"N": "n_params", "D": "tokens"},
             "params": dict(self.params_),
             "intervals": {k: (list(v) if v is not None else None) for k, v in ci.items()},
-            "fit": {"method": "huber-log-lbfgsb", "delta": self.delta, "objective": self.objective_},
+            "fit": {
+                "method": "huber-log-lbfgsb",
+                "delta": self.delta,
+                "objective": self.objective_,
+            },
             "notes": list(self.notes_),
         }
         if hasattr(self, "data_"):

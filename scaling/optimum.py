@@ -233,7 +233,6 @@ def split_cells(runs: pd.DataFrame) -> list[CellRuns]:
 def _bootstrap_one_cell(cell: CellRuns, n_boot: int, seed, band_rel: float) -> np.ndarray:
     rng = np.random.default_rng(seed)
     out = np.full((n_boot, 3), np.nan)
-    n = cell.log_lr.size
     with single_threaded_blas():
         _fill_bootstrap(cell, n_boot, rng, band_rel, out)
     return out
@@ -277,14 +276,15 @@ def cell_bootstrap(
         parallel = Parallel(n_jobs=n_jobs, return_as="generator")
         results = []
         for res in parallel(
-            delayed(_bootstrap_one_cell)(c, n_boot, s, band_rel) for c, s in zip(cells, seeds)
+            delayed(_bootstrap_one_cell)(c, n_boot, s, band_rel)
+            for c, s in zip(cells, seeds, strict=False)
         ):
             results.append(res)
             if progress is not None:
                 progress(1)
     else:
         results = []
-        for c, s in zip(cells, seeds):
+        for c, s in zip(cells, seeds, strict=False):
             results.append(_bootstrap_one_cell(c, n_boot, s, band_rel))
             if progress is not None:
                 progress(1)

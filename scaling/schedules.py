@@ -41,11 +41,15 @@ class ScheduleSpec:
 
     def __post_init__(self) -> None:
         if self.name not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.name!r}; choose one of {', '.join(SCHEDULES)}")
+            raise ValueError(
+                f"unknown schedule {self.name!r}; choose one of {', '.join(SCHEDULES)}"
+            )
         if self.warmup_steps is not None and (
             not isinstance(self.warmup_steps, (int, np.integer)) or self.warmup_steps < 0
         ):
-            raise ValueError(f"warmup_steps must be a non-negative integer, got {self.warmup_steps!r}")
+            raise ValueError(
+                f"warmup_steps must be a non-negative integer, got {self.warmup_steps!r}"
+            )
         if not (0.0 <= self.warmup_frac < 1.0):
             raise ValueError(f"warmup_frac must be in [0, 1), got {self.warmup_frac!r}")
         if not (0.0 <= self.final_lr_frac <= 1.0):

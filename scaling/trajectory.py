@@ -723,6 +723,70 @@ class CrossSizeTrajectoryLaw:
             n_params, lr_schedule, batch_tokens, steps, return_interval=True, level=level
         )
 
+    def trajectory(
+        self,
+        n_params: float,
+        tokens: float,
+        *,
+        lr: float | None = None,
+        batch_tokens: float | None = None,
+        schedule: Any = "cosine",
+        warmup: float | None = None,
+        points: int = 200,
+        level: float = 0.95,
+    ):
+        """The curve of a run of n_params on `tokens` tokens, as a DataFrame with columns step,
+        tokens, lr, loss, loss_low, loss_high at `points` steps spread over the run.
+
+        schedule: a ScheduleSpec or a schedule name; warmup: steps (int >= 1) or a fraction of
+        the run (0 <= float < 1), overriding the spec's. lr and batch_tokens default to the
+        geometric means of the fitted runs' (pass the recommended ones)."""
+        import pandas as pd
+
+        from .schedules import ScheduleSpec
+
+        _not_fitted(self)
+        n = _positive(n_params, "n_params")
+        d = _positive(tokens, "tokens")
+        lr = self._default("lr") if lr is None else _positive(lr, "lr")
+        bt = self._default("batch_tokens") if batch_tokens is None else batch_tokens
+        bt = _positive(bt, "batch_tokens")
+        if isinstance(points, bool) or not isinstance(points, (int, np.integer)) or points < 2:
+            raise ValueError(f"points must be an integer >= 2, got {points!r}")
+        spec = schedule if isinstance(schedule, ScheduleSpec) else ScheduleSpec(name=str(schedule))
+        if warmup is not None:
+            w = float(warmup)
+            if not math.isfinite(w) or w < 0:
+                raise ValueError(
+                    f"warmup must be a step count or a fraction in [0, 1), got {warmup!r}"
+                )
+            spec_d = spec.to_dict()
+            if w < 1:
+                spec_d.update(warmup_steps=None, warmup_frac=w)
+            else:
+                spec_d.update(warmup_steps=int(round(w)))
+            spec = ScheduleSpec.from_dict(spec_d)
+        n_steps = max(1, round(d / bt))
+        lrs = spec.lrs(lr, n_steps)
+        steps = np.unique(np.linspace(1, n_steps, min(points, n_steps)).round().astype(np.int64))
+        loss, lo, hi = self.predict(n, lrs, bt, steps, return_interval=True, level=level)
+        return pd.DataFrame(
+            {
+                "step": steps,
+                "tokens": steps * bt,
+                "lr": lrs[steps - 1],
+                "loss": loss,
+                "loss_low": lo,
+                "loss_high": hi,
+            }
+        )
+
+    def _default(self, key: str) -> float:
+        lo, hi = self.fitted_range_.get(key, [None, None])
+        if lo is None:
+            raise ValueError(f"{key} must be given: the law does not record the fitted {key}")
+        return math.sqrt(float(lo) * float(hi))
+
     def to_dict(self) -> dict[str, Any]:
         _not_fitted(self)
         return {

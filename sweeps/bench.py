@@ -159,13 +159,14 @@ def write_throughput(results: list[dict], out: Path = OUT) -> str:
 
 # Widths 4x apart with heads of 16 (2 to 8 heads), sized to finish in ~15 min on 2 CPU cores.
 MUTRANSFER_WIDTHS = (32, 64, 128)
-MUTRANSFER_LRS = tuple(2.0**k for k in range(-10, -2))  # 9.8e-4 .. 0.125
+MUTRANSFER_LRS = tuple(2.0**k for k in range(-10, -1))  # 9.8e-4 .. 0.25
 
 
 def mutransfer(
     *,
     widths: tuple[int, ...] = MUTRANSFER_WIDTHS,
     lrs: tuple[float, ...] = MUTRANSFER_LRS,
+    parametrizations: tuple[str, ...] = ("mup", "sp"),
     depth: int = 2,
     head_dim: int = 16,
     base_width: int = 32,
@@ -188,7 +189,7 @@ def mutransfer(
     schedule = ScheduleSpec(name="cosine", warmup_steps=10)
     # Small widths first: a partial result still spans as many widths as possible.
     for width in widths:
-        for parametrization in ("mup", "sp"):
+        for parametrization in parametrizations:
             for lr in lrs:
                 if (
                     len(done)
@@ -220,6 +221,18 @@ def mutransfer(
     return pd.read_csv(path)
 
 
+def _smoothed_optimum(rows: pd.DataFrame) -> float:
+    """LR at the vertex of a parabola in log2(lr) through the best point and its neighbours:
+    less sensitive to one noisy run than the grid argmin; NaN when the best is at an edge."""
+    rows = rows.sort_values("lr").reset_index(drop=True)
+    i = int(rows["loss"].idxmin())
+    if i == 0 or i == len(rows) - 1:
+        return float("nan")
+    part = rows.iloc[max(0, i - 2) : i + 3]
+    a, b, _ = np.polyfit(np.log2(part["lr"]), part["loss"], 2)
+    return float(2 ** (-b / (2 * a))) if a > 0 else float("nan")
+
+
 def summarize_mutransfer(table: pd.DataFrame, out: Path = OUT) -> str:
     """Best LR per (parametrization, width), its shift across widths in grid steps, figure."""
     import matplotlib
@@ -227,6 +240,7 @@ def summarize_mutransfer(table: pd.DataFrame, out: Path = OUT) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    out.mkdir(parents=True, exist_ok=True)
     grid = np.array(sorted(table["lr"].unique()))
     step = float(np.median(np.diff(np.log2(grid)))) if len(grid) > 1 else 1.0
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
@@ -237,8 +251,9 @@ def summarize_mutransfer(table: pd.DataFrame, out: Path = OUT) -> str:
         f"grid (factor {2**step:g} apart), at widths {', '.join(map(str, sorted(table['width'].unique())))}. "
         "Command: `python -m sweeps.bench mutransfer`.",
         "",
-        "| parametrization | width | best lr | best loss | shift from smallest width (grid steps) |",
-        "| --- | --- | --- | --- | --- |",
+        "| parametrization | width | best lr (grid) | best loss | shift from smallest width "
+        "(grid steps) | smoothed optimum lr |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     shifts = {}
     for ax, parametrization in zip(axes, ("mup", "sp"), strict=True):
@@ -258,7 +273,7 @@ def summarize_mutransfer(table: pd.DataFrame, out: Path = OUT) -> str:
             shifts[parametrization].append(shift)
             lines.append(
                 f"| {parametrization} | {width} | {best['lr']:.3g} | {best['loss']:.4f} "
-                f"| {shift:+.0f} |"
+                f"| {shift:+.0f} | {_smoothed_optimum(ok):.3g} |"
             )
         ax.set_xscale("log", base=2)
         ax.set_xlabel("learning rate (muP: global LR at the base width)")
@@ -301,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         help="mutransfer: torch threads per run (1 is fastest for tiny models)",
     )
     parser.add_argument("--fresh", action="store_true", help="mutransfer: ignore earlier rows")
+    parser.add_argument("--widths", type=int, nargs="+", default=list(MUTRANSFER_WIDTHS))
+    parser.add_argument("--lrs", type=float, nargs="+", default=list(MUTRANSFER_LRS))
     args = parser.parse_args(argv)
     if args.which in ("throughput", "all"):
         results = [throughput(threads=args.threads, device="cpu")]
@@ -310,7 +327,13 @@ def main(argv: list[str] | None = None) -> int:
                                       seq_len=512, batch_tokens=65536, steps=20))  # fmt: skip
         print(write_throughput(results, args.out))
     if args.which in ("mutransfer", "all"):
-        table = mutransfer(threads=args.mutransfer_threads, out=args.out, resume=not args.fresh)
+        table = mutransfer(
+            widths=tuple(args.widths),
+            lrs=tuple(args.lrs),
+            threads=args.mutransfer_threads,
+            out=args.out,
+            resume=not args.fresh,
+        )
         print(summarize_mutransfer(table, args.out))
     return 0
 

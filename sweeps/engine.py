@@ -225,6 +225,9 @@ def run_sweep(
     spec = StorageSpec.parse(url)
     spec.open()  # fail early, in one line, on an unreachable storage
     corpus = _check_corpus(cfg)
+    status = sweep_status(cfg, url)
+    if all(s["finished"] >= s["planned"] and not (s["running"] or s["waiting"]) for s in status):
+        return status  # already done: resuming a finished sweep starts no worker
     if threads is not None and threads < 1:
         raise SweepError(f"--threads must be >= 1, got {threads}")
     threads = threads or max(1, _cpu_count() // workers)

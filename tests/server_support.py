@@ -112,19 +112,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def synthetic_curves(runs: pd.DataFrame, every: int = 20) -> pd.DataFrame:
-    """Logged losses of the runs at the optimal batch: a power-law approach to each run's final
-    loss whose speed follows the LR the schedule has given so far (the annealing effect)."""
+def synthetic_curves(runs: pd.DataFrame, points: int = 10) -> pd.DataFrame:
+    """Logged losses of the runs at the optimal LR and batch (one curve per cell): the loss law
+    at the tokens seen so far, plus an excess that shrinks as the LR anneals."""
+    optimal = np.isclose(runs["lr"], optimal_lr(runs["n_params"], runs["tokens"])) & np.isclose(
+        runs["batch_tokens"], optimal_batch(runs["n_params"], runs["tokens"])
+    )
     rows = []
-    for run in runs[np.isclose(runs["batch_tokens"], runs.apply(
-        lambda r: optimal_batch(r["n_params"], r["tokens"]), axis=1
-    ))].itertuples():
+    for run in runs[optimal].itertuples():
         lrs = ScheduleSpec.from_json(run.schedule_json).lrs(run.lr, int(run.steps))
-        area = np.cumsum(lrs) / lrs.max()
-        steps = np.unique(np.linspace(1, run.steps, every).round().astype(int))
-        excess = 2.0 * (1.0 + area[steps - 1]) ** -0.5 - 2.0 * (1.0 + area[-1]) ** -0.5
-        anneal = 0.05 * (1.0 - lrs[steps - 1] / lrs.max())
-        loss = run.loss + excess - anneal + 0.05
+        steps = np.unique(np.geomspace(max(2, run.steps // 50), run.steps, points).round())
+        steps = steps.astype(int)
+        seen = steps * run.batch_tokens
+        loss = (E + A / run.n_params**ALPHA + B / seen**BETA) * (
+            1.0 + 0.03 * lrs[steps - 1] / lrs.max()
+        )
         for step, value, lr in zip(steps, loss, lrs[steps - 1], strict=True):
             rows.append(
                 {

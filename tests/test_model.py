@@ -8,6 +8,15 @@ import torch
 from sweeps.model import ModelConfig, build_model, count_params, make_optimizer
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny models: one thread is fastest, and does not stall on a busy machine.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.mark.parametrize("parametrization", ["mup", "sp"])
 @pytest.mark.parametrize(
     "shape", [dict(width=64, depth=1), dict(width=96, depth=3, mlp_ratio=2, seq_len=40)]
@@ -76,3 +85,14 @@ def test_sp_optimizer_is_plain_adamw():
 def test_bad_config_raises_value_error_naming_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         ModelConfig(**kwargs)
+
+
+def test_mup_readout_can_start_random_with_mup_scaling():
+    narrow, wide = (
+        build_model(ModelConfig(width=w, base_width=64, readout_zero_init=False)) for w in (64, 256)
+    )
+    x = torch.randint(0, 256, (4, 32))
+    with torch.no_grad():
+        logits = [m(x).std().item() for m in (narrow, wide)]
+    # muP readout: output ~ width_mult**-0.5, so 4x wider halves the logits' scale.
+    assert logits[1] / logits[0] == pytest.approx(0.5, rel=0.25)

@@ -232,6 +232,20 @@ def test_cross_size_round_trip(cross_size):
         back.predict(1e6, lrs, batch_tokens=float("nan"))
 
 
+def test_cross_size_trajectory_frame(cross_size):
+    law, _ = cross_size
+    frame = law.trajectory(2e6, 300 * 4096, schedule="wsd", warmup=10, points=50)
+    assert list(frame.columns) == ["step", "tokens", "lr", "loss", "loss_low", "loss_high"]
+    assert len(frame) == 50 and frame["step"].iloc[-1] == 300
+    lrs = ScheduleSpec("wsd", warmup_steps=10).lrs(PEAK_LR, 300)
+    np.testing.assert_allclose(frame["loss"], law.predict(2e6, lrs, 4096, frame["step"]))
+    assert (frame["loss_low"] < frame["loss"]).all() and (frame["loss"] < frame["loss_high"]).all()
+    with pytest.raises(ValueError, match="tokens"):
+        law.trajectory(2e6, float("inf"))
+    with pytest.raises(ValueError, match="warmup"):
+        law.trajectory(2e6, 1e6, warmup=-3)
+
+
 def test_cross_size_needs_the_runs_columns(cross_size):
     _, runs = cross_size
     with pytest.raises(ValueError, match="steps"):

@@ -1,0 +1,104 @@
+"""Benchmark of the fits: `python -m scaling.bench` writes results/bench/fit.md and fit.json.
+
+Times the loss-law point fit and a full fit (cell optima, loss law, LR and batch laws, 1000
+bootstrap resamples, backtest) on a seeded synthetic sweep of 5 sizes x 3 budgets x 20 runs.
+Targets: point fit < 5 s, full fit < 60 s on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+import warnings
+from pathlib import Path
+
+__all__ = ["run_bench"]
+
+TARGETS = {"loss_law_point_fit_s": 5.0, "full_fit_s": 60.0}
+
+
+def run_bench(
+    out_dir: str | os.PathLike = "results/bench", bootstrap: int = 1000, n_jobs: int = 2
+) -> dict:
+    from .laws import fit
+    from .loss_law import LossLaw
+    from .optimum import cell_optima
+    from .synthetic import make_sweep
+
+    runs, truth = make_sweep(seed=0, n_runs=20, missing=0.03, pruned=0.03)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = cell_optima(runs, bootstrap=0)
+        t0 = time.perf_counter()
+        law = LossLaw().fit(table["n_params"], table["tokens"], table["loss_opt"])
+        point = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        laws = fit(runs, bootstrap=bootstrap, seed=0, n_jobs=n_jobs)
+        full = time.perf_counter() - t0
+    doc = laws.to_dict()
+    result = {
+        "sweep": {
+            "sizes": 5,
+            "budgets": 3,
+            "runs_per_cell": 20,
+            "rows": int(len(runs)),
+            "cells": int(len(table)),
+        },
+        "bootstrap": bootstrap,
+        "n_jobs": n_jobs,
+        "loss_law_point_fit_s": round(point, 3),
+        "full_fit_s": round(full, 2),
+        "targets": TARGETS,
+        "meets_targets": point < TARGETS["loss_law_point_fit_s"] and full < TARGETS["full_fit_s"],
+        "loss_law_params": law.params_,
+        "true_loss_params": truth.loss,
+        "lr_law_params": doc["laws"].get("lr", {}).get("params"),
+        "true_lr_params": truth.lr,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+    }
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "fit.json").write_text(json.dumps(result, indent=1) + "\n")
+    md = [
+        "# Fit benchmark (`python -m scaling.bench`)",
+        "",
+        f"Synthetic sweep: {result['sweep']['rows']} runs in {result['sweep']['cells']} cells "
+        "(5 sizes x 3 budgets x 20 runs, seeded).",
+        "",
+        "| step | seconds | target |",
+        "| --- | --- | --- |",
+        f"| loss-law point fit | {point:.3f} | < {TARGETS['loss_law_point_fit_s']:g} |",
+        f"| full fit ({bootstrap} bootstrap resamples, n_jobs={n_jobs}) | {full:.2f} | "
+        f"< {TARGETS['full_fit_s']:g} |",
+        "",
+        f"Machine: {os.cpu_count()} CPUs, 1-minute load average {result['machine']['load_average_1m_at_end']}"
+        " at the end (other work on the machine inflates the times).",
+        "",
+    ]
+    (out / "fit.md").write_text("\n".join(md))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m scaling.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="results/bench")
+    p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--n-jobs", type=int, default=2)
+    args = p.parse_args(argv)
+    result = run_bench(args.out, args.bootstrap, args.n_jobs)
+    print(
+        json.dumps({k: result[k] for k in ("loss_law_point_fit_s", "full_fit_s", "meets_targets")})
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

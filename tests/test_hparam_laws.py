@@ -1,0 +1,126 @@
+"""Optimal-LR and -batch laws: recovered from synthetic sweeps (coarse grids over many cells, and
+few cells with many runs), with reduced forms when D cannot be separated from N."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from scaling.hparam_laws import fit_power_law
+from scaling.optimum import cell_optima
+from scaling.synthetic import TrueLaws, make_sweep
+
+
+def laws_from(runs, n_boot=150, compute=False):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table, boot, _ = cell_optima(runs, bootstrap=n_boot, seed=0, return_bootstrap=True)
+        out = {}
+        for target, col, k, edge in (
+            ("lr", "lr_opt", 0, "edge_lr"),
+            ("batch_tokens", "batch_opt", 1, "edge_batch"),
+        ):
+            out[target] = fit_power_law(
+                target,
+                table["n_params"].to_numpy(),
+                table["tokens"].to_numpy(),
+                table[col].to_numpy(),
+                np.exp(boot[:, :, k]),
+                exclude=table[edge].to_numpy(),
+                compute=compute,
+                cell_names=table["cell"].tolist(),
+            )
+    return out, table
+
+
+def assert_inside(law, truth: dict):
+    for key, true in truth.items():
+        lo, hi = law.params_ci_[key]
+        assert lo <= true <= hi, (law.target, key, true, (lo, hi), law.params_[key])
+
+
+def test_many_cells_coarse_grid_recovers_both_laws():
+    runs, truth = make_sweep(
+        seed=11,
+        sizes=(2e6, 6e6, 2e7, 6e7, 2e8),
+        lr_factors=(1 / 6, 1 / 2.5, 1, 2.5, 6),
+        batch_factors=(1 / 4, 1, 4),
+        noise=0.003,
+    )
+    laws, table = laws_from(runs)
+    assert len(table) == 15 and table["n_diverged"].sum() > 0
+    assert laws["lr"].variables == ("N", "D")
+    assert_inside(laws["lr"], {"exp_N": truth.lr["exp_N"], "exp_D": truth.lr["exp_D"]})
+    assert_inside(
+        laws["batch_tokens"], {"exp_N": truth.batch["exp_N"], "exp_D": truth.batch["exp_D"]}
+    )
+    assert abs(laws["lr"].params_["exp_N"] - truth.lr["exp_N"]) < 0.15
+    # The coefficient interval covers the truth's prediction at a point inside the data.
+    lo, hi = laws["lr"].predict_interval(2e7, 4e8)
+    assert lo <= truth.lr_at(2e7, 4e8) <= hi
+
+
+def test_few_cells_many_runs():
+    runs, truth = make_sweep(
+        seed=12,
+        sizes=(3e6, 3e7),
+        budget_per_param=(10.0, 60.0),
+        n_runs=60,
+        noise=0.003,
+        missing=0.1,
+    )
+    laws, table = laws_from(runs)
+    assert len(table) == 4 and table["n_runs"].min() >= 40
+    assert_inside(laws["lr"], {"exp_N": truth.lr["exp_N"], "exp_D": truth.lr["exp_D"]})
+    assert_inside(laws["batch_tokens"], {"exp_D": truth.batch["exp_D"]})
+
+
+def test_single_budget_gives_reduced_form_in_n():
+    truth = TrueLaws()
+    runs, truth = make_sweep(seed=13, tokens=(4e8,), sizes=(2e6, 6e6, 2e7, 6e7), truth=truth)
+    laws, _ = laws_from(runs, n_boot=60)
+    lr = laws["lr"]
+    assert lr.variables == ("N",)
+    assert any("one value" in note for note in lr.notes_)
+    assert_inside(lr, {"exp_N": truth.lr["exp_N"]})
+
+
+def test_collinear_budgets_give_reduced_form_with_warning():
+    runs, truth = make_sweep(seed=14, budget_per_param=(20.0,), sizes=(2e6, 6e6, 2e7, 6e7))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = cell_optima(runs, bootstrap=0)
+    with pytest.warns(UserWarning, match="collinear"):
+        law = fit_power_law("lr", table["n_params"], table["tokens"], table["lr_opt"])
+    assert law.variables == ("N",)
+    # Along D = 20 N the effective exponent is exp_N + exp_D.
+    assert law.params_["exp_N"] == pytest.approx(truth.lr["exp_N"] + truth.lr["exp_D"], abs=0.12)
+
+
+def test_compute_form():
+    runs, truth = make_sweep(seed=15, budget_per_param=(20.0,), sizes=(2e6, 6e6, 2e7, 6e7, 2e8))
+    laws, table = laws_from(runs, n_boot=80, compute=True)
+    lr = laws["lr"]
+    assert lr.variables == ("C",)
+    # D = 20 N, C = 120 N^2, so lr ~ N^(a + b) = C^((a + b) / 2).
+    expected = (truth.lr["exp_N"] + truth.lr["exp_D"]) / 2
+    lo, hi = lr.params_ci_["exp_C"]
+    assert lo <= expected <= hi
+    c = 6 * 2e8 * 4e9
+    assert lr.predict(flops=c) == pytest.approx(truth.lr_at(2e8, 4e9), rel=0.5)
+
+
+def test_round_trip_and_errors():
+    runs, _ = make_sweep(seed=16, sizes=(2e6, 2e7, 2e8), budget_per_param=(5.0, 50.0))
+    laws, _ = laws_from(runs, n_boot=30)
+    from scaling.hparam_laws import PowerLaw
+
+    again = PowerLaw.from_dict(laws["lr"].to_dict())
+    assert again.predict(1e9, 1e10) == pytest.approx(laws["lr"].predict(1e9, 1e10), rel=1e-12)
+    assert again.predict_interval(1e9, 1e10) == pytest.approx(
+        laws["lr"].predict_interval(1e9, 1e10), rel=1e-4
+    )
+    with pytest.raises(ValueError, match="more than one"):
+        fit_power_law("lr", [1e6, 1e7], [1e8, 1e8], [np.nan, 2e-3])

@@ -1,0 +1,194 @@
+"""The law file: fitted from runs, round-trips, and fails clearly when malformed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+import scaling
+from scaling import LawFileError
+from scaling.synthetic import make_sweep
+
+
+@pytest.fixture(scope="module")
+def runs_csv(tmp_path_factory):
+    runs, truth = make_sweep(
+        seed=21,
+        sizes=(2e6, 6e6, 2e7, 6e7),
+        lr_factors=(1 / 6, 1 / 2.5, 1, 2.5, 6),
+        batch_factors=(1 / 4, 1, 4),
+        missing=0.05,
+        pruned=0.05,
+        sweep="unit",
+    )
+    path = tmp_path_factory.mktemp("runs") / "runs.csv"
+    runs.to_csv(path, index=False)
+    return path, truth
+
+
+@pytest.fixture(scope="module")
+def fitted(runs_csv):
+    path, _ = runs_csv
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return scaling.fit(path, bootstrap=40, seed=0, n_jobs=1)
+
+
+def test_contents(fitted, runs_csv):
+    path, truth = runs_csv
+    doc = fitted.to_dict()
+    assert doc["format_version"] == 1 and doc["kind"] == "fitted" and doc["id"] == "unit"
+    assert doc["source"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert doc["source"]["rows"] == len(scaling.read_runs(path))
+    assert doc["source"]["n_pruned"] > 0 and doc["source"]["n_diverged"] > 0
+    assert any("pruned run(s) excluded" in w for w in doc["warnings"])
+    assert doc["parametrization"] == {"kind": "mup", "base_width": 64.0}
+    for name in ("loss", "lr", "batch_tokens", "lr_compute", "batch_tokens_compute"):
+        law = doc["laws"][name]
+        assert law["params"] and law["intervals"] and law["data_range"]
+        assert law["residuals"]["rmse"] >= 0
+    bt = doc["backtest"]
+    assert bt["held_out_n_params"] == 6e7
+    assert {"loss_error_pct", "lr_ratio", "batch_ratio"} <= set(bt["cells"][0])
+    assert abs(bt["mean_abs_loss_error_pct"]) < 5
+    assert 0.33 < bt["geomean_lr_ratio"] < 3
+    assert len(doc["cells"]) == 12
+    assert fitted.info()["supports"] == ["lr", "batch_tokens", "loss", "compute_optimal"]
+
+
+def test_round_trip(fitted, tmp_path):
+    path = tmp_path / "laws.json"
+    fitted.save(path)
+    again = scaling.load(path)
+    assert again.to_dict() == json.loads(path.read_text())
+    a = fitted.predict(1e9, 2e10, seq_len=512, width=1024).to_dict()
+    b = again.predict(1e9, 2e10, seq_len=512, width=1024).to_dict()
+    assert a == b
+    assert again.compute_optimal(1e20)["n_params"] == pytest.approx(
+        fitted.compute_optimal(1e20)["n_params"]
+    )
+
+
+def test_prediction_fields(fitted, runs_csv):
+    _, truth = runs_csv
+    p = fitted.predict(6e8, 2e10, seq_len=256, width=256)
+    for key in ("lr", "batch_tokens", "loss"):
+        lo, hi = p.intervals[key]
+        assert lo <= getattr(p, key) <= hi
+    assert p.extrapolation["n_params_factor"] == pytest.approx(10.0)
+    assert any("n_params is 10x outside" in w for w in p.warnings)
+    assert p.batch_size == pytest.approx(p.batch_tokens / 256)
+    assert p.lr_kind == "global muP LR for mup.MuAdamW (base width 64)"
+    groups = p.lr_groups["groups"]
+    assert p.lr_groups["width_mult"] == 4.0
+    assert groups["hidden_matrices"]["lr"] == pytest.approx(p.lr / 4)
+    assert groups["embeddings"]["lr"] == groups["readout"]["lr"] == p.lr
+    assert groups["readout"]["plain_linear_lr"] == pytest.approx(p.lr / 4)
+    d = p.to_dict()
+    assert set(d) >= {"law", "inputs", "lr", "batch_tokens", "batch_size", "loss", "intervals"}
+    json.dumps(d)
+    inside = fitted.predict(2e7, 2e8)
+    assert inside.extrapolation["n_params_factor"] == 1.0
+    assert inside.lr == pytest.approx(truth.lr_at(2e7, 2e8), rel=0.5)
+
+
+def write(tmp_path, text, name="laws.json"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def good_doc(fitted):
+    return fitted.to_dict()
+
+
+def test_malformed_json(tmp_path):
+    path = write(tmp_path, '{"format_version": 1, "id": oops}')
+    with pytest.raises(LawFileError) as err:
+        scaling.load(path)
+    assert str(path) in str(err.value) and "not valid JSON" in str(err.value)
+    assert err.value.path == str(path)
+    assert err.value.field == "id"
+
+
+def test_truncated(tmp_path, good_doc):
+    text = json.dumps(good_doc, indent=1)
+    path = write(tmp_path, text[: len(text) // 2])
+    with pytest.raises(LawFileError, match="truncated") as err:
+        scaling.load(path)
+    assert str(path) in str(err.value)
+    assert err.value.field is not None and err.value.field in str(err.value)
+
+
+def test_future_version(tmp_path, good_doc):
+    good_doc["format_version"] = 99
+    path = write(tmp_path, json.dumps(good_doc))
+    with pytest.raises(LawFileError, match="newer") as err:
+        scaling.load(path)
+    assert err.value.field == "format_version"
+    assert str(path) in str(err.value) and "format_version" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda d: d["laws"]["lr"]["params"].pop("coef"), "laws.lr.params.coef"),
+        (lambda d: d["source"].__setitem__("rows", "many"), "source.rows"),
+        (lambda d: d.pop("laws"), "laws"),
+        (lambda d: d["laws"]["loss"].__setitem__("form", "magic"), "laws.loss.form"),
+        (lambda d: d["laws"]["loss"]["params"].__setitem__("E", "1.7"), "laws.loss.params.E"),
+        (lambda d: d["fitted_range"].__setitem__("n_params", [1]), "fitted_range.n_params"),
+        (lambda d: d["parametrization"].__setitem__("kind", "ntk"), "parametrization.kind"),
+    ],
+)
+def test_bad_fields(tmp_path, good_doc, mutate, field):
+    mutate(good_doc)
+    path = write(tmp_path, json.dumps(good_doc))
+    with pytest.raises(LawFileError) as err:
+        scaling.load(path)
+    assert err.value.field == field
+    assert field in str(err.value) and str(path) in str(err.value)
+
+
+def test_not_an_object_and_missing_file(tmp_path):
+    with pytest.raises(LawFileError, match="JSON object"):
+        scaling.load(write(tmp_path, "[1, 2]"))
+    with pytest.raises(LawFileError, match="no such file"):
+        scaling.load(tmp_path / "absent.json")
+    with pytest.raises(LawFileError, match="empty"):
+        scaling.load(write(tmp_path, ""))
+
+
+def test_read_runs_errors(tmp_path):
+    bad = write(
+        tmp_path,
+        "n_params,tokens,lr,batch_tokens,loss\n1e6,1e8,1e-3,4096,3.1\n1e6,abc,1e-3,4096,3\n",
+        "r.csv",
+    )
+    with pytest.raises(ValueError) as err:
+        scaling.read_runs(bad)
+    msg = str(err.value)
+    assert str(bad) in msg and "'tokens'" in msg and "row 3" in msg and "abc" in msg
+    neg = write(tmp_path, "n_params,tokens,lr,batch_tokens,loss\n1e6,1e8,-1,4096,3.1\n", "n.csv")
+    with pytest.raises(ValueError, match="'lr', row 2"):
+        scaling.read_runs(neg)
+    missing = write(tmp_path, "n_params,tokens,lr,loss\n1e6,1e8,1e-3,3\n", "m.csv")
+    with pytest.raises(ValueError, match="batch_tokens"):
+        scaling.read_runs(missing)
+    ok = write(
+        tmp_path,
+        "n_params,tokens,lr,batch_tokens,loss,diverged,state\n"
+        "1e6,1e8,1e-3,4096,3.1,false,complete\n1e6,1e8,1,4096,nan,true,diverged\n"
+        "1e6,1e8,1e-2,4096,inf,false,complete\n1e6,1e8,1e-4,4096,,false,pruned\n",
+        "ok.csv",
+    )
+    runs = scaling.read_runs(ok)
+    assert runs["diverged"].tolist() == [False, True, True, False]
+    assert runs["pruned"].tolist() == [False, False, False, True]
+    assert runs["finished"].tolist() == [True, False, False, False]
+    assert np.isnan(runs["loss"][1])

@@ -1,0 +1,126 @@
+"""LossLaw: recovers a known law from noisy synthetic points, reduces the form when the data
+cannot identify a term, and allocates compute the way the closed form says."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize_scalar
+
+from scaling import LossLaw
+
+TRUE = {"E": 1.8, "A": 400.0, "alpha": 0.34, "B": 2000.0, "beta": 0.36}
+
+
+def law(n, d, p=TRUE):
+    return p["E"] + p["A"] / n ** p["alpha"] + p["B"] / d ** p["beta"]
+
+
+def grid_points(seed=0, noise=0.004, sizes=6, budgets=5):
+    rng = np.random.default_rng(seed)
+    n = np.repeat(np.geomspace(1e6, 3e8, sizes), budgets)
+    d = np.tile(np.geomspace(2e7, 5e9, budgets), sizes)
+    loss = law(n, d) * np.exp(rng.normal(0, noise, n.size))
+    return n, d, loss
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    n, d, loss = grid_points()
+    return LossLaw(bootstrap=120, seed=0, n_jobs=1).fit(n, d, loss)
+
+
+def test_recovers_parameters_inside_intervals(fitted):
+    assert fitted.form_ == "E+A/N^alpha+B/D^beta"
+    for key, true in TRUE.items():
+        lo, hi = fitted.params_ci_[key]
+        assert lo <= true <= hi, (key, true, lo, hi)
+        assert lo <= fitted.params_[key] <= hi
+    assert abs(fitted.params_["alpha"] - 0.34) < 0.05
+    assert abs(fitted.params_["beta"] - 0.36) < 0.05
+
+
+def test_residuals_and_prediction(fitted):
+    n, d, loss = grid_points()
+    assert fitted.residuals_.shape == loss.shape
+    assert np.sqrt(np.mean(fitted.residuals_**2)) < 0.01
+    pred = fitted.predict(1e9, 2e10)
+    assert isinstance(pred, float)
+    assert pred == pytest.approx(law(1e9, 2e10), rel=0.02)
+    lo, hi = fitted.predict_interval(1e9, 2e10)
+    assert lo <= pred <= hi
+
+
+def test_compute_optimal_is_the_minimum_on_the_isoflop(fitted):
+    flops = 1e21
+    res = fitted.compute_optimal(flops)
+    assert res["n_params"] * res["tokens"] * 6 == pytest.approx(flops, rel=1e-9)
+
+    def loss_at(log_n):
+        n = np.exp(log_n)
+        return fitted.predict(n, flops / (6 * n))
+
+    best = minimize_scalar(loss_at, bounds=(10, 40), method="bounded")
+    assert res["n_params"] == pytest.approx(np.exp(best.x), rel=1e-3)
+    lo, hi = res["intervals"]["n_params"]
+    assert lo <= res["n_params"] <= hi
+
+
+def test_single_token_budget_fits_reduced_form():
+    rng = np.random.default_rng(1)
+    n = np.geomspace(1e6, 3e8, 8)
+    d = np.full_like(n, 1e9)
+    loss = law(n, d) * np.exp(rng.normal(0, 0.002, n.size))
+    m = LossLaw().fit(n, d, loss)
+    assert m.form_ == "E+A/N^alpha"
+    assert m.params_["B"] is None and m.params_["beta"] is None
+    assert "one token budget" in m.notes_[0]
+    # E absorbs the D term at that budget.
+    assert m.params_["E"] == pytest.approx(TRUE["E"] + TRUE["B"] / 1e9 ** TRUE["beta"], rel=0.05)
+    assert abs(m.params_["alpha"] - TRUE["alpha"]) < 0.06
+    with pytest.raises(ValueError, match="needs both the N and D terms"):
+        m.compute_optimal(1e20)
+
+
+def test_collinear_n_and_d_fits_reduced_form():
+    n = np.geomspace(1e6, 3e8, 8)
+    d = 20 * n
+    m = LossLaw().fit(n, d, law(n, d))
+    assert m.form_ == "E+A/N^alpha"
+    assert "collinear" in m.notes_[0]
+
+
+def test_single_size_fits_d_only():
+    d = np.geomspace(1e7, 1e10, 7)
+    n = np.full_like(d, 5e7)
+    m = LossLaw().fit(n, d, law(n, d))
+    assert m.form_ == "E+B/D^beta"
+    assert abs(m.params_["beta"] - TRUE["beta"]) < 0.05
+
+
+def test_bootstrap_is_seeded_and_independent_of_n_jobs():
+    n, d, loss = grid_points(seed=3, sizes=4, budgets=4)
+    a = LossLaw(bootstrap=12, seed=5, n_jobs=1).fit(n, d, loss)
+    b = LossLaw(bootstrap=12, seed=5, n_jobs=2).fit(n, d, loss)
+    np.testing.assert_allclose(a.bootstrap_samples_, b.bootstrap_samples_, rtol=1e-8)
+
+
+def test_round_trip_dict(fitted):
+    again = LossLaw.from_dict(fitted.to_dict())
+    assert again.predict(3e9, 1e11) == pytest.approx(fitted.predict(3e9, 1e11), rel=1e-12)
+    assert again.predict_interval(3e9, 1e11) == pytest.approx(
+        fitted.predict_interval(3e9, 1e11), rel=1e-4
+    )
+
+
+def test_errors():
+    with pytest.raises(RuntimeError, match="not fitted"):
+        LossLaw().predict(1e9, 1e10)
+    with pytest.raises(ValueError, match=r"tokens\[1\]"):
+        LossLaw().fit([1e6, 2e6, 3e6], [1e9, -1, 1e9], [3, 3, 3])
+    with pytest.raises(ValueError, match="more than one"):
+        LossLaw().fit([1e6] * 5, [1e9] * 5, [3.0] * 5)
+    with pytest.raises(ValueError, match="needs more than 5 points"):
+        LossLaw().fit(
+            [1e6, 2e6, 4e6, 1e6, 4e6], [1e9, 2e9, 4e9, 4e9, 1e9], [3, 2.9, 2.8, 2.85, 2.9]
+        )

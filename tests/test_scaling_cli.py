@@ -1,0 +1,124 @@
+"""`python -m scaling fit|predict`: writes the law file and report; bad arguments exit 2 cleanly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from scaling.cli import main
+from scaling.synthetic import make_sweep
+
+
+@pytest.fixture(scope="module")
+def fitted_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fit")
+    runs, _ = make_sweep(
+        seed=31,
+        sizes=(2e6, 6e6, 2e7, 6e7),
+        lr_factors=(1 / 6, 1 / 2.5, 1, 2.5, 6),
+        batch_factors=(1 / 4, 1, 4),
+        sweep="cli",
+    )
+    runs.to_csv(out / "runs.csv", index=False)
+    rc = main(
+        [
+            "fit",
+            str(out / "runs.csv"),
+            "-o",
+            str(out / "laws.json"),
+            "--report-dir",
+            str(out / "report"),
+            "--bootstrap",
+            "20",
+            "--n-jobs",
+            "1",
+        ]
+    )
+    assert rc == 0
+    return out
+
+
+def test_fit_writes_law_file_and_report(fitted_dir):
+    doc = json.loads((fitted_dir / "laws.json").read_text())
+    assert doc["id"] == "cli" and doc["fit_settings"]["bootstrap"] == 20
+    report = (fitted_dir / "report" / "report.md").read_text()
+    assert "## Cell optima" in report and "## Backtest" in report
+    figures = {p.name for p in (fitted_dir / "report" / "figures").iterdir()}
+    assert {"loss_law.png", "landscapes.png", "lr_law.png", "batch_tokens_law.png"} <= figures
+    assert all((fitted_dir / "report" / "figures" / f).stat().st_size > 1000 for f in figures)
+
+
+def test_predict_json(fitted_dir, capsys):
+    rc = main(
+        [
+            "predict",
+            "--laws",
+            str(fitted_dir / "laws.json"),
+            "--n-params",
+            "1e9",
+            "--tokens",
+            "2e10",
+            "--width",
+            "512",
+            "--seq-len",
+            "256",
+            "--json",
+        ]
+    )
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["law"] == "cli" and out["lr"] > 0 and out["loss"] > 0
+    assert len(out["intervals"]["lr"]) == 2
+    assert out["lr_groups"]["width_mult"] == 8.0
+
+
+def test_predict_preset_text(capsys):
+    assert main(["predict", "--laws", "step-law", "--n-params", "7e9", "--tokens", "1.4e12"]) == 0
+    out = capsys.readouterr().out
+    assert "lr: 0.0009166" in out and "batch_tokens: 4.999e+06" in out
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["predict", "--laws", "step-law", "--n-params", "abc", "--tokens", "1e9"], "--n-params"),
+        (["predict", "--laws", "step-law", "--n-params", "-5", "--tokens", "1e9"], "--n-params"),
+        (["predict", "--laws", "step-law", "--n-params", "1e9", "--tokens", "inf"], "--tokens"),
+        (["predict", "--laws", "nope", "--n-params", "1e9", "--tokens", "1e9"], "unknown law"),
+        (["predict", "--n-params", "1e9", "--tokens", "1e9"], "--laws"),
+        (["fit", "/no/such/runs.csv", "-o", "x.json"], "no such runs file"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(argv, needle, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_module_entry_point_bad_law_file(tmp_path):
+    bad = tmp_path / "laws.json"
+    bad.write_text('{"format_version": 7')
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scaling",
+            "predict",
+            "--laws",
+            str(bad),
+            "--n-params",
+            "1e9",
+            "--tokens",
+            "1e10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert str(bad) in proc.stderr and "truncated" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
