@@ -73,8 +73,12 @@ fit: $(INSTALLED)
 
 # On a SLURM cluster: an array of workers sharing STORAGE (PostgreSQL), then export + fit.
 sweep-slurm:
-	@test -n "$(STORAGE)" || { echo "sweep-slurm needs STORAGE=postgresql://... (shared by all tasks)"; exit 2; }
-	CONFIG=$(CONFIG) STORAGE=$(STORAGE) sbatch --array=1-$(WORKERS) sweeps/slurm/sweep.sbatch
+	@test -n "$(STORAGE)" || { echo "error: sweep-slurm needs STORAGE=postgresql://... or journal:///shared/path.log" >&2; exit 2; }
+	@mkdir -p logs
+	@jid=$$(CONFIG=$(CONFIG) STORAGE='$(STORAGE)' sbatch --parsable --array=1-$(WORKERS) sweeps/slurm/sweep.sbatch) && \
+	  CONFIG=$(CONFIG) STORAGE='$(STORAGE)' STEP=fit OUT=$(OUT) BOOTSTRAP=$(BOOTSTRAP) \
+	  sbatch --dependency=afterany:$$jid --gres=none sweeps/slurm/sweep.sbatch && \
+	  echo "submitted array $$jid; watch: $(PY) -m sweeps status --config $(CONFIG) --storage '$(STORAGE)'"
 
 serve: $(INSTALLED)
 	SCALING_BIND=$(HOST):$(PORT) $(VENV)/bin/gunicorn -c server/gunicorn.conf.py 'server:create_app()'

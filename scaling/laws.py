@@ -726,11 +726,13 @@ def fit(
     n_jobs: int = 2,
     sweep: str | None = None,
     progress: bool = False,
+    trajectory_options: dict | None = None,
 ) -> ScalingLaws:
     """Fit every law the runs support (and the trajectory law when curves are given).
 
     Warnings raised while fitting (edge optima, reduced forms, excluded runs) are also stored
-    in the law file under "warnings".
+    in the law file under "warnings". trajectory_options go to the trajectory law's
+    constructor (default: the same seed).
     """
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, (int, np.integer)) or bootstrap < 0:
         raise ValueError(f"bootstrap must be a non-negative integer, got {bootstrap!r}")
@@ -770,7 +772,8 @@ def fit(
             backtest = _backtest(runs, table, seed)
         trajectory = None
         if curves is not None:
-            trajectory = _fit_trajectory(runs, curves)
+            with single_threaded_blas():
+                trajectory = _fit_trajectory(runs, curves, trajectory_options or {"seed": seed})
     fit_warnings = []
     for w in caught:
         msg = str(w.message)
@@ -843,7 +846,7 @@ def fit(
     return ScalingLaws(doc, trajectory_law=trajectory)
 
 
-def _fit_trajectory(runs: pd.DataFrame, curves):
+def _fit_trajectory(runs: pd.DataFrame, curves, options: dict):
     cls = _trajectory_cross_class()
     if cls is None:
         warnings.warn(
@@ -856,7 +859,7 @@ def _fit_trajectory(runs: pd.DataFrame, curves):
     if isinstance(curves, (str, os.PathLike)):
         curves = pd.read_csv(curves)
     try:
-        return cls().fit(runs, curves)
+        return cls(**options).fit(runs, curves)
     except (ValueError, RuntimeError) as exc:
         warnings.warn(f"trajectory law not fitted: {exc}", UserWarning, stacklevel=3)
         return None

@@ -53,6 +53,7 @@ def _figures(laws: ScalingLaws, runs: pd.DataFrame | None, out: Path) -> list[st
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     out.mkdir(parents=True, exist_ok=True)
     doc = laws.to_dict()
@@ -102,6 +103,8 @@ def _figures(laws: ScalingLaws, runs: pd.DataFrame | None, out: Path) -> list[st
                 title=str(cell["cell"]) + (" EDGE" if cell.get("edge") else ""),
             )
             ax.title.set_fontsize(8)
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.yaxis.set_minor_formatter(NullFormatter())
             fig.colorbar(sc, ax=ax)
         for ax in axes.ravel()[k:]:
             ax.axis("off")
@@ -120,11 +123,14 @@ def _figures(laws: ScalingLaws, runs: pd.DataFrame | None, out: Path) -> list[st
         fig, ax = plt.subplots(figsize=(6, 4))
         for tok_ratio, sub in cells.groupby((cells["tokens"] / cells["n_params"]).round(1)):
             err = np.array([sub[col] - sub[lo], sub[hi] - sub[col]]).clip(min=0)
-            ax.errorbar(sub["n_params"], sub[col], yerr=err, fmt="o", label=f"D/N={tok_ratio:g}")
+            bars = ax.errorbar(
+                sub["n_params"], sub[col], yerr=err, fmt="o", label=f"D/N={tok_ratio:g}"
+            )
+            color = bars[0].get_color()
             grid = np.geomspace(sub["n_params"].min() / 2, sub["n_params"].max() * 10, 60)
             dgrid = grid * tok_ratio
             pred = law_obj.predict(grid, dgrid, 6 * grid * dgrid)
-            ax.plot(grid, pred, lw=1)
+            ax.plot(grid, pred, lw=1, color=color)
             if law_obj.samples_ is not None:
                 band = np.array(
                     [
@@ -132,7 +138,7 @@ def _figures(laws: ScalingLaws, runs: pd.DataFrame | None, out: Path) -> list[st
                         for n, d in zip(grid, dgrid, strict=False)
                     ]
                 )
-                ax.fill_between(grid, band[:, 0], band[:, 1], alpha=0.2)
+                ax.fill_between(grid, band[:, 0], band[:, 1], alpha=0.15, color=color)
         ax.set(xscale="log", yscale="log", xlabel="n_params", ylabel=f"optimal {key}")
         ax.set_title(f"{key} law: {law_obj.expression} (95% band)", fontsize=8)
         ax.legend(fontsize=7)

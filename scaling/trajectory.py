@@ -11,7 +11,13 @@ Prediction Across Learning Rate Schedules"):
 
 with S1(t) the LR area of the first t steps (warmup included, so the paper's S_W is folded in)
 and S_k(t) the LR area from step k to step t. The sum runs over the steps after the LR peak,
-so warmup adds nothing to LD; loss points logged before the peak are not fitted.
+so warmup adds nothing to LD; loss points logged before the peak, or in the first `skip_frac`
+of the run (the fast initial transient of short runs), are not fitted.
+
+Fit: Huber loss on log(loss) residuals, L-BFGS-B with analytic gradients from several seeded
+starts, positive parameters in log space; a residual bootstrap (block-preserving) gives the
+intervals. Runs of ~10^4 steps stay cheap because the LR changes after the peak are merged
+into at most `max_segments` groups (error < 1e-4 relative for smooth schedules).
 
 Step convention: the loss "at step t" is the validation loss after t optimizer updates, which
 used lr_schedule[0], ..., lr_schedule[t-1]; t runs from 1 to len(lr_schedule).
@@ -26,7 +32,7 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import huber
+from scipy.special import huber, ndtri
 
 __all__ = [
     "CrossSizeTrajectoryLaw",
@@ -169,9 +175,10 @@ def _law(phi: np.ndarray, t: _Terms, grad: bool) -> tuple[np.ndarray, np.ndarray
 
 def _predict_phi(phi: np.ndarray, lrs: np.ndarray, steps: np.ndarray, max_segments: int):
     out = np.empty(steps.size)
-    for i in range(0, steps.size, _CHUNK):
-        part = steps[i : i + _CHUNK]
-        out[i : i + _CHUNK] = _law(phi, _terms(lrs, part, max_segments), grad=False)[0]
+    with np.errstate(all="ignore"):  # extreme schedules give inf/nan losses, not warnings
+        for i in range(0, steps.size, _CHUNK):
+            part = steps[i : i + _CHUNK]
+            out[i : i + _CHUNK] = _law(phi, _terms(lrs, part, max_segments), grad=False)[0]
     return out
 
 
@@ -348,20 +355,23 @@ def _not_fitted(obj) -> None:
 def _interval(preds_boot: np.ndarray, pred: np.ndarray, resid_q: float, level: float):
     """Curve interval: bootstrap spread of the curve (params) combined in log space with the
     95% quantile of the fit's log residuals (what a single logged loss scatters by)."""
-    z = {0.95: 1.0}.get(level, 1.0)
-    if preds_boot.shape[0] >= 2:
-        alpha = (1 - level) / 2
-        lo_b = np.quantile(np.log(np.maximum(preds_boot, 1e-12)), alpha, axis=0)
-        hi_b = np.quantile(np.log(np.maximum(preds_boot, 1e-12)), 1 - alpha, axis=0)
-        logp = np.log(pred)
-        down = np.maximum(logp - lo_b, 0.0)
-        up = np.maximum(hi_b - logp, 0.0)
-    else:
-        down = up = np.zeros_like(pred)
-    return (
-        pred * np.exp(-np.sqrt(down**2 + (z * resid_q) ** 2)),
-        pred * np.exp(np.sqrt(up**2 + (z * resid_q) ** 2)),
-    )
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    # The residual quantile is the 95% one; scale it to other levels as a normal quantile would.
+    z = float(ndtri(0.5 + level / 2) / ndtri(0.975))
+    with np.errstate(all="ignore"):  # a non-positive prediction gives nan bounds, not warnings
+        if preds_boot.shape[0] >= 2:
+            tail = (1 - level) / 2
+            log_boot = np.log(np.maximum(preds_boot, 1e-12))
+            logp = np.log(pred)
+            down = np.maximum(logp - np.quantile(log_boot, tail, axis=0), 0.0)
+            up = np.maximum(np.quantile(log_boot, 1 - tail, axis=0) - logp, 0.0)
+        else:
+            down = up = np.zeros_like(pred)
+        return (
+            pred * np.exp(-np.sqrt(down**2 + (z * resid_q) ** 2)),
+            pred * np.exp(np.sqrt(up**2 + (z * resid_q) ** 2)),
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -380,7 +390,7 @@ class TrajectoryLaw:
         self,
         *,
         n_starts: int = 6,
-        n_bootstrap: int = 30,
+        n_bootstrap: int = 20,
         huber_delta: float = 1e-2,
         max_segments: int = 200,
         skip_frac: float = 0.1,
@@ -514,7 +524,7 @@ class CrossSizeTrajectoryLaw:
         self,
         *,
         n_starts: int = 6,
-        n_bootstrap: int = 30,
+        n_bootstrap: int = 20,
         huber_delta: float = 1e-2,
         max_segments: int = 200,
         skip_frac: float = 0.1,

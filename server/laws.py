@@ -65,6 +65,7 @@ class LawRegistry:
         # Per-registry caches (no module-level state): answers depend only on the arguments.
         self.predict = functools.lru_cache(maxsize=cache_size)(self._predict)
         self.compute_optimal = functools.lru_cache(maxsize=cache_size)(self._compute_optimal)
+        self._trajectory_cached = functools.lru_cache(maxsize=256)(self._trajectory)
         self._law_dict = functools.cache(self._law_file)
 
     # ---- loading ----
@@ -179,6 +180,10 @@ class LawRegistry:
         return answer
 
     def trajectory(self, law_id: str, query: dict[str, Any]) -> dict[str, Any]:
+        return self._trajectory_cached(law_id, tuple(sorted(query.items())))
+
+    def _trajectory(self, law_id: str, items: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+        query = dict(items)
         law = self.get(law_id)
         n_params, tokens = query["n_params"], query["tokens"]
         prediction = self.predict(law_id, n_params, tokens, query.get("seq_len"))
@@ -260,7 +265,9 @@ class LawRegistry:
             "loss": column("loss"),
             "optima": self.optima(law_id),
             "query": {
-                key: query.get(key) for key in ("n_params", "tokens", "lr", "batch_tokens", "loss")
+                "n_params": n_params,
+                "tokens": tokens,
+                **{key: query.get(key) for key in ("lr", "batch_tokens", "loss")},
             },
         }
 

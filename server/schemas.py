@@ -17,9 +17,9 @@ MAX_WIDTH = 10_000_000
 MAX_LR = 10.0
 MAX_BATCH_TOKENS = 1e12
 MAX_POINTS = 2_000
-# The trajectory law evaluates every optimizer step: tokens / batch_tokens is capped so that
-# one request cannot ask for billions of steps (10M steps is ~4x the longest public runs).
-MAX_TRAJECTORY_STEPS = 10_000_000
+# The trajectory law sums the LR over every optimizer step: tokens / batch_tokens is capped so
+# that one request cannot ask for billions of steps (2M steps: 8T tokens at 4M per step).
+MAX_TRAJECTORY_STEPS = 2_000_000
 MAX_BATCH_ITEMS = 1_000
 SCHEDULES = ("cosine", "wsd", "constant", "linear", "step")
 
@@ -153,9 +153,7 @@ class PredictInputs(Schema):
 class Prediction(Schema):
     law = fields.String(required=True)
     inputs = fields.Nested(PredictInputs, required=True)
-    n_params = fields.Float()
-    tokens = fields.Float()
-    flops = fields.Float()
+    flops = fields.Float(metadata={"description": "6 * n_params * tokens"})
     lr = fields.Float(allow_none=True, required=True)
     batch_tokens = fields.Float(allow_none=True, required=True)
     batch_size = fields.Float(allow_none=True, required=True)

@@ -51,7 +51,11 @@ def make_sampler(cfg: SweepConfig, cell: Cell, n_existing: int) -> optuna.sample
             warn_independent_sampling=False,
         )
     if name == "grid":
-        return optuna.samplers.GridSampler(grid_space(cfg), seed=seed)
+        # The grid's order is shuffled by the seed and trials keep a grid index, so every
+        # worker must use the same seed per cell (the storage keeps them from repeating).
+        return optuna.samplers.GridSampler(
+            grid_space(cfg), seed=zlib.crc32(f"{cfg.seed}:{cell.name}".encode())
+        )
     return optuna.samplers.RandomSampler(seed=seed)
 
 

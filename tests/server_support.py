@@ -12,6 +12,7 @@ import pandas as pd
 
 import scaling
 from scaling.schedules import ScheduleSpec
+from scaling.trajectory import CrossSizeTrajectoryLaw
 
 # The law the synthetic sweep is drawn from: L = E + A/N^alpha + B/D^beta + LR/batch penalty.
 E, A, B, ALPHA, BETA = 1.8, 30.0, 200.0, 0.34, 0.29
@@ -79,17 +80,23 @@ def synthetic_runs(sweep: str = "synthetic", seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-_FITTED: dict[str, scaling.ScalingLaws] = {}
+_DOCUMENTS: dict[str, dict] = {}
 
 
-def fitted_laws(sweep: str = "synthetic") -> scaling.ScalingLaws:
-    """The synthetic sweep fitted once per test process (the fit takes seconds)."""
-    if sweep not in _FITTED:
+def law_document(sweep: str = "synthetic") -> dict:
+    """The law file (contract 2) of the synthetic sweep, fitted once per test process.
+
+    The loss, LR and batch laws come from scaling.fit; the trajectory law is fitted on one
+    curve per size with light settings (scaling.fit's own settings take minutes) and stored
+    under "trajectory", where scaling.fit(runs, curves) puts it."""
+    if sweep not in _DOCUMENTS:
         runs = synthetic_runs(sweep)
-        _FITTED[sweep] = scaling.fit(
-            runs, synthetic_curves(runs), bootstrap=5, seed=0, n_jobs=1
-        )
-    return _FITTED[sweep]
+        document = scaling.fit(runs, bootstrap=5, seed=0, n_jobs=1).to_dict()
+        curves = synthetic_curves(runs[runs["tokens"] == runs["tokens"].min()], points=6)
+        trajectory = CrossSizeTrajectoryLaw(n_starts=1, n_bootstrap=2, max_segments=10, seed=0)
+        document["trajectory"] = trajectory.fit(runs, curves).to_dict()
+        _DOCUMENTS[sweep] = json.loads(json.dumps(document))
+    return _DOCUMENTS[sweep]
 
 
 def write_law_file(laws_dir: Path, sweep: str = "synthetic", law_id: str | None = None) -> Path:
@@ -98,12 +105,12 @@ def write_law_file(laws_dir: Path, sweep: str = "synthetic", law_id: str | None 
     law_id = law_id or sweep
     path = laws_dir / law_id / "laws.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fitted_laws(sweep).save(path)
-    if law_id != sweep:
-        data = json.loads(path.read_text())
-        data["id"] = law_id
-        path.write_text(json.dumps(data))
+    path.write_text(json.dumps({**law_document(sweep), "id": law_id}))
     return path
+
+
+def fitted_laws(laws_dir: Path, law_id: str = "synthetic") -> scaling.ScalingLaws:
+    return scaling.load(str(laws_dir / law_id / "laws.json"))
 
 
 def free_port() -> int:

@@ -7,6 +7,7 @@ import json
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import scaling
@@ -192,3 +193,62 @@ def test_read_runs_errors(tmp_path):
     assert runs["pruned"].tolist() == [False, False, False, True]
     assert runs["finished"].tolist() == [True, False, False, False]
     assert np.isnan(runs["loss"][1])
+
+
+def test_trajectory_law_is_fitted_stored_and_used(tmp_path):
+    trajectory = pytest.importorskip("scaling.trajectory")
+    from scaling.schedules import ScheduleSpec
+
+    steps, rows, curve_rows = 150, [], []
+    rng = np.random.default_rng(0)
+    for n in (2.5e5, 1e6, 4e6):
+        for name in ("cosine", "constant"):
+            spec = ScheduleSpec(name, warmup_steps=10)
+            lrs = spec.lrs(1e-2, steps)
+            s = np.arange(1, steps + 1)
+            # A loss that falls with the LR sum and drops further as the LR anneals.
+            area = np.cumsum(lrs)
+            loss = 2.0 * (n / 1e6) ** -0.05 + 1.0 * (n / 1e6) ** -0.1 * (1 + 10 * area) ** -0.5
+            loss -= 0.3 * (1e-2 - lrs) / 1e-2 * (n / 1e6) ** 0.1 * 0.1
+            logged = s[::10]
+            rid = f"{n:g}-{name}"
+            noisy = loss[logged - 1] * np.exp(rng.normal(0, 0.002, logged.size))
+            curve_rows.append(pd.DataFrame({"run_id": rid, "step": logged, "loss": noisy}))
+            rows.append(
+                dict(
+                    run_id=rid,
+                    n_params=n,
+                    tokens=steps * 4096,
+                    lr=1e-2,
+                    batch_tokens=4096,
+                    loss=float(noisy[-1]),
+                    steps=steps,
+                    schedule=name,
+                    schedule_json=spec.to_json(),
+                    parametrization="sp",
+                )
+            )
+    runs, curves = pd.DataFrame(rows), pd.concat(curve_rows, ignore_index=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        laws = scaling.fit(
+            runs,
+            curves,
+            bootstrap=5,
+            n_jobs=1,
+            trajectory_options={"n_starts": 1, "n_bootstrap": 2, "max_segments": 30},
+        )
+    assert "trajectory" in laws.supports()
+    assert laws.to_dict()["trajectory"]
+    frame = laws.trajectory(
+        1e6, steps * 4096, schedule="wsd", lr=1e-2, batch_tokens=4096, points=30
+    )
+    assert list(frame.columns) == ["step", "tokens", "lr", "loss", "loss_low", "loss_high"]
+    assert frame["loss"].iloc[-1] < frame["loss"].iloc[0]
+    path = tmp_path / "laws.json"
+    laws.save(path)
+    again = scaling.load(path).trajectory(
+        1e6, steps * 4096, schedule="wsd", lr=1e-2, batch_tokens=4096, points=30
+    )
+    np.testing.assert_allclose(again["loss"], frame["loss"], rtol=1e-9)
+    assert trajectory.CrossSizeTrajectoryLaw is not None

@@ -8,7 +8,7 @@ import logging
 import math
 
 import pytest
-from server_support import write_law_file
+from server_support import fitted_laws, write_law_file
 
 import scaling
 from server import create_app
@@ -25,7 +25,7 @@ def laws_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fitted(laws_dir):
-    return scaling.load(str(laws_dir / SWEEP / "laws.json"))
+    return fitted_laws(laws_dir, SWEEP)
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +69,12 @@ def test_laws_lists_presets_and_fitted_with_provenance(client):
     assert all(by_id[name]["kind"] == "preset" for name in scaling.list_presets())
 
 
-def test_law_detail_has_the_file_and_cell_optima(client, fitted):
+def test_law_detail_has_the_file_and_cell_optima(client, laws_dir):
     body = client.get(f"/v1/laws/{SWEEP}").get_json()
     assert body["info"]["id"] == SWEEP
-    assert body["law"] == json.loads(json.dumps(fitted.to_dict(), allow_nan=True).replace("NaN", "null"))
+    saved = json.loads((laws_dir / SWEEP / "laws.json").read_text())
+    assert body["law"]["laws"] == saved["laws"]
+    assert body["law"]["source"]["sha256"] == saved["source"]["sha256"]
     assert len(body["optima"]) == 12  # one per (N, D) cell of the synthetic sweep
     for row in body["optima"]:
         assert row["lr"] > 0 and row["batch_tokens"] > 0 and row["n_params"] > 0
@@ -98,7 +100,8 @@ def test_predict_get_matches_the_python_api(client, fitted):
     for key in ("lr", "batch_tokens", "loss"):
         low, high = body["intervals"][key]
         assert low <= body[key] <= high
-    assert body["extrapolation"] == {"n_params_factor": 1.0, "tokens_factor": 1.0}
+    assert body["extrapolation"]["n_params_factor"] == 1.0
+    assert body["extrapolation"]["tokens_factor"] == 1.0
     assert isinstance(body["warnings"], list)
 
 
@@ -159,30 +162,36 @@ def test_integer_spellings_are_accepted(client):
 # ---- trajectory, compute-optimal, curves ----
 
 
-def test_trajectory_matches_the_python_api(client):
-    law = scaling.load("step-law")
-    if "trajectory" not in law.info()["supports"]:
-        pytest.fail("step-law preset is expected to answer trajectories")
-    url = "/v1/trajectory?n_params=1e9&tokens=2e10&law=step-law&schedule=wsd&points=50"
+def test_trajectory_matches_the_python_api(client, fitted):
+    url = "/v1/trajectory?n_params=1e8&tokens=2e9&schedule=wsd&points=50"
     body = client.get(url).get_json()
-    frame = law.trajectory(1e9, 2e10, schedule="wsd", points=50)
-    assert body["law"] == "step-law"
+    frame = fitted.trajectory(1e8, 2e9, schedule="wsd", points=50)
+    assert body["law"] == SWEEP
     assert body["inputs"]["schedule"] == "wsd"
     assert body["steps"] == frame["step"].astype(int).tolist()
     assert body["loss"] == pytest.approx(frame["loss"].tolist())
-    assert len(body["tokens"]) == len(body["lr"]) == len(body["loss"]) == len(frame)
-    assert body["loss"][-1] < body["loss"][0]
-    assert "extrapolation" in body and "warnings" in body
+    assert len(body["tokens"]) == len(body["lr"]) == len(body["loss"]) == len(frame) == 50
+    assert body["loss"][-1] < body["loss"][len(frame) // 10]
+    assert body["peak_lr"] == pytest.approx(fitted.predict(1e8, 2e9).lr)
+    assert set(body["extrapolation"]) >= {"n_params_factor", "tokens_factor"}
+    assert isinstance(body["warnings"], list)
 
 
-def test_trajectory_of_the_fitted_law(client, fitted):
-    response = client.get("/v1/trajectory?n_params=1e6&tokens=1e8&points=20")
-    if "trajectory" in fitted.info()["supports"]:
-        assert response.status_code == 200
-        assert len(response.get_json()["loss"]) <= 20
-    else:  # the synthetic sweep has no curves: the law cannot answer, and says so
-        assert response.status_code == 422
-        assert response.get_json()["error"]["code"] == "unsupported_query"
+def test_trajectory_at_a_given_lr_batch_and_warmup(client, fitted):
+    url = "/v1/trajectory?n_params=1e7&tokens=1e9&lr=0.003&batch_tokens=65536&warmup=100&points=20"
+    body = client.get(url).get_json()
+    frame = fitted.trajectory(
+        1e7, 1e9, lr=0.003, batch_tokens=65536, warmup=100, points=20
+    )
+    assert body["loss"] == pytest.approx(frame["loss"].tolist())
+    assert body["peak_lr"] == 0.003 and body["batch_tokens"] == 65536
+    assert 0.9 * 0.003 < max(body["lr"]) <= 0.003
+
+
+def test_trajectory_of_a_preset_without_one_is_422(client):
+    response = client.get("/v1/trajectory?n_params=1e9&tokens=2e10&law=step-law")
+    assert response.status_code == 422
+    assert response.get_json()["error"]["code"] == "unsupported_query"
 
 
 def test_compute_optimal_matches_the_python_api(client):
@@ -196,14 +205,17 @@ def test_compute_optimal_matches_the_python_api(client):
     assert set(body["extrapolation"]) == {"n_params_factor", "tokens_factor"}
 
 
-def test_curves_hold_the_ratio_and_mark_the_query(client):
+def test_curves_hold_the_ratio_and_mark_the_query(client, fitted):
     body = client.get(f"/v1/laws/{SWEEP}/curves?n_params=1e8&tokens=2e9&points=30").get_json()
     assert body["tokens_per_param"] == pytest.approx(20)
     assert len(body["n_params"]) == 30
     for n, d in zip(body["n_params"], body["tokens"], strict=True):
         assert d == pytest.approx(20 * n)
-    for low, mid, high in zip(body["lr_low"], body["lr"], body["lr_high"], strict=True):
-        assert low <= mid <= high
+    for i in (0, 13, 29):
+        expected = fitted.predict(body["n_params"][i], body["tokens"][i])
+        assert body["lr"][i] == pytest.approx(expected.lr)
+        assert [body["lr_low"][i], body["lr_high"][i]] == pytest.approx(expected.intervals["lr"])
+        assert body["batch_tokens_high"][i] == pytest.approx(expected.intervals["batch_tokens"][1])
     assert body["query"]["n_params"] == 1e8
     assert min(body["n_params"]) <= 2e5 and max(body["n_params"]) >= 1e8
     assert len(body["optima"]) == 12
@@ -219,9 +231,14 @@ def test_default_law_without_fitted_laws_answers_lr_and_batch(tmp_path):
     assert {"lr", "batch_tokens"} <= set(laws.laws[laws.default].info()["supports"])
 
 
-def test_default_prefers_the_quick_sweep(tmp_path):
-    write_law_file(tmp_path, "quick")
+def test_default_prefers_reference_then_quick(tmp_path):
+    write_law_file(tmp_path, SWEEP, law_id="quick")
+    write_law_file(tmp_path, SWEEP, law_id="other")
     assert create_app({"LAWS_DIR": str(tmp_path)}).extensions["scaling_laws"].default == "quick"
+    write_law_file(tmp_path, SWEEP, law_id="reference")
+    laws = create_app({"LAWS_DIR": str(tmp_path)}).extensions["scaling_laws"]
+    assert laws.default == "reference"
+    assert {"quick", "other", "reference"} <= set(laws.laws)
 
 
 def test_default_law_from_the_environment(monkeypatch, laws_dir):

@@ -19,11 +19,16 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="module")
-def base_url(tmp_path_factory):
+def laws_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("results")
+    write_law_file(path, "synthetic", law_id="quick")
+    return path
+
+
+@pytest.fixture(scope="module")
+def base_url(laws_dir):
     from werkzeug.serving import make_server
 
-    laws_dir = tmp_path_factory.mktemp("results")
-    write_law_file(laws_dir, "synthetic", law_id="quick")
     app = create_app({"LAWS_DIR": str(laws_dir)})
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -102,7 +107,7 @@ def number(driver, element_id: str) -> float:
     return float(driver.find_element("id", element_id).text)
 
 
-def test_form_answer_and_plots(browser, base_url):
+def test_form_answer_and_plots(browser, base_url, laws_dir):
     from selenium.webdriver.support.ui import Select
 
     browser.get(base_url + "/")
@@ -113,7 +118,7 @@ def test_form_answer_and_plots(browser, base_url):
     browser.find_element("id", "submit").click()
     assert wait_for_answer(browser) == "done", browser.find_element("id", "error").text
 
-    expected = fitted_laws("synthetic").predict(1e8, 2e9, seq_len=2048)
+    expected = fitted_laws(laws_dir, "quick").predict(1e8, 2e9, seq_len=2048)
     assert number(browser, "out-lr") == pytest.approx(expected.lr, rel=1e-3)
     assert number(browser, "out-batch_tokens") == pytest.approx(expected.batch_tokens, rel=1e-3)
     assert number(browser, "out-loss") == pytest.approx(expected.loss, rel=1e-3)

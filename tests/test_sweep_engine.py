@@ -295,3 +295,21 @@ def test_status_and_export_without_runs(tmp_path, corpus_file, capsys):
                         "--out", str(tmp_path / "out")]) == 0  # fmt: skip
     assert "5 planned runs have not finished" in capsys.readouterr().err
     assert pd.read_csv(tmp_path / "out" / "runs.csv").empty
+
+
+def test_grid_sampler_visits_each_point_once(tmp_path, corpus_file):
+    text = write_config(tmp_path, corpus_file).read_text()
+    text = text.split("[[variants]]")[0]
+    text = text.replace("trials_per_cell = 2\n", "").replace('name = "tpe"', 'name = "grid"')
+    text = text.replace("widths = [16, 32]", "widths = [16]")
+    text = text.replace("batch_tokens = [256, 512]", "batch_tokens = [256, 512]\ngrid_points = 2")
+    path = tmp_path / "grid.toml"
+    path.write_text(text)
+    cfg = load_config(path)
+    storage = f"sqlite:///{tmp_path / 'storage.db'}"
+    run_sweep(cfg, storage, workers=1, threads=1, progress=False)
+    runs = pd.read_csv(export(cfg, storage, tmp_path / "out")[0])
+    points = sorted(zip(runs["lr"].round(12), runs["batch_tokens"], strict=True))
+    assert len(points) == 4 and len(set(points)) == 4  # 2 LRs x 2 batch sizes, none repeated
+    assert set(runs["batch_tokens"]) == {256, 512}
+    assert sorted(set(runs["lr"].round(12))) == [0.003, 0.03]

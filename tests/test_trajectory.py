@@ -142,6 +142,8 @@ def test_bad_inputs_name_the_field(synthetic, fitted):
         TrajectoryLaw(n_starts=1, n_bootstrap=0).fit(curves, {"constant": lrs["constant"]})
     with pytest.raises(ValueError, match="curves"):
         TrajectoryLaw().fit(curves.drop(columns="loss"), lrs)
+    with pytest.raises(ValueError, match="level"):
+        fitted.predict(lrs["cosine"], return_interval=True, level=1.5)
     with pytest.raises(ValueError, match="skip_frac"):
         TrajectoryLaw(skip_frac=1.5)
 

@@ -49,7 +49,8 @@
 
   function fillAnswer(p) {
     $("answer-law").textContent = `(law: ${p.law})`;
-    for (const key of ["n_params", "tokens", "flops", "lr", "batch_tokens", "batch_size", "loss"]) {
+    for (const key of ["n_params", "tokens"]) $(`out-${key}`).textContent = fmt(p.inputs[key]);
+    for (const key of ["flops", "lr", "batch_tokens", "batch_size", "loss"]) {
       $(`out-${key}`).textContent = fmt(p[key]);
     }
     for (const key of ["lr", "batch_tokens", "loss"]) {
@@ -78,7 +79,7 @@
 
   const xy = (xs, ys) => xs.map((x, i) => ({ x, y: ys[i] })).filter((p) => p.y !== null && p.y !== undefined && p.y > 0);
 
-  function draw(id, datasets, xTitle, yTitle, xLog, yLog) {
+  function draw(id, datasets, xTitle, yTitle, xLog, yLog, yRange) {
     if (charts[id]) charts[id].destroy();
     charts[id] = new Chart($(id), {
       type: "scatter",
@@ -89,9 +90,10 @@
         maintainAspectRatio: false,
         scales: {
           x: { type: xLog ? "logarithmic" : "linear", title: { display: true, text: xTitle } },
-          y: { type: yLog ? "logarithmic" : "linear", title: { display: true, text: yTitle } },
+          y: Object.assign({ type: yLog ? "logarithmic" : "linear", title: { display: true, text: yTitle } }, yRange || {}),
         },
-        plugins: { legend: { labels: { boxWidth: 12 } } },
+        // The lower edge of a band is drawn but not listed.
+        plugins: { legend: { labels: { boxWidth: 12, filter: (item) => !item.text.endsWith("95% low") } } },
       },
     });
   }
@@ -112,7 +114,12 @@
     if (t.loss_low && t.loss_high) sets.push(...band("loss", xy(t.tokens, t.loss_low), xy(t.tokens, t.loss_high), "rgba(31,95,191,0.18)"));
     const last = data[data.length - 1];
     sets.push(marker("query: final loss", last, "#c0392b"));
-    draw("loss-chart", sets, "tokens seen", "validation loss (nats/token)", false, false);
+    // The first steps' loss dwarfs the rest: scale the axis to the curve after 3% of training.
+    const tail = data.slice(Math.floor(data.length * 0.03));
+    const lows = xy(t.tokens, t.loss_low || []).map((p) => p.y).concat(tail.map((p) => p.y));
+    const top = tail.length ? Math.max(...tail.map((p) => p.y)) : undefined;
+    const yRange = tail.length ? { min: Math.min(...lows) * 0.98, max: top * 1.02 } : undefined;
+    draw("loss-chart", sets, "tokens seen", "validation loss (nats/token)", false, false, yRange);
     $("loss-caption").textContent = `${t.inputs.schedule}, peak LR ${fmt(t.peak_lr)}, batch ${fmt(t.batch_tokens)} tokens`;
   }
 
@@ -123,7 +130,7 @@
     sets.push({ label: "sweep optima (each at its own D)", data: optima, pointRadius: 4, borderColor: "#333", backgroundColor: "#999" });
     const palette = ["#8e44ad", "#16a085", "#d35400", "#7f8c8d", "#2c3e50", "#b7950b"];
     compared.forEach((p, i) => {
-      if (p.law !== c.law && p[key] > 0) sets.push(marker(p.law, { x: p.n_params, y: p[key] }, palette[i % palette.length], "triangle"));
+      if (p.law !== c.law && p[key] > 0) sets.push(marker(p.law, { x: p.inputs.n_params, y: p[key] }, palette[i % palette.length], "triangle"));
     });
     const qy = c.query[key];
     sets.push(marker("query", qy > 0 ? { x: c.query.n_params, y: qy } : null, "#c0392b"));
