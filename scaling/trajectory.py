@@ -345,6 +345,23 @@ def _local_bounds(min_loss: float) -> list[tuple[float, float]]:
     ]
 
 
+def _loss_cap(curves, run_ids) -> float | None:
+    """The highest finite loss logged by the fitted runs, warmup included: the law does not
+    describe the first steps (A * S1^-alpha grows without bound as S1 -> 0), so predictions
+    there are capped at it."""
+    loss = curves.loc[curves["run_id"].astype(str).isin(set(run_ids)), "loss"]
+    loss = loss.to_numpy(dtype=float)
+    loss = loss[np.isfinite(loss)]
+    return float(loss.max()) if loss.size else None
+
+
+def _capped(cap: float | None, *arrays: np.ndarray):
+    if cap is None:
+        return arrays if len(arrays) > 1 else arrays[0]
+    out = tuple(np.minimum(a, cap) for a in arrays)
+    return out if len(out) > 1 else out[0]
+
+
 def _not_fitted(obj) -> None:
     if getattr(obj, "theta_", None) is None:
         raise RuntimeError(
@@ -446,6 +463,7 @@ class TrajectoryLaw:
             self.theta_, fits, bounds, self.huber_delta, self.n_bootstrap, self.seed + 1
         )
         self.residuals_ = _residual_summary(self.theta_, fits)
+        self.loss_cap_ = _loss_cap(curves, [cv.run_id for cv in fits])
         self.n_runs_ = len(fits)
         return self
 
@@ -465,14 +483,14 @@ class TrajectoryLaw:
         steps = np.arange(1, lrs.size + 1) if steps is None else _as_steps(steps, lrs.size)
         pred = _predict_phi(self.theta_, lrs, steps, self.max_segments)
         if not return_interval:
-            return pred
+            return _capped(self.loss_cap_, pred)
         boot = np.array(
             [_predict_phi(th, lrs, steps, self.max_segments) for th in self.theta_boot_]
         )
         lo, hi = _interval(
             boot.reshape(-1, steps.size), pred, self.residuals_["q95_abs_log"], level
         )
-        return pred, lo, hi
+        return _capped(self.loss_cap_, pred, lo, hi)
 
     def predict_interval(self, lr_schedule: Any, steps: Any = None, level: float = 0.95):
         """(loss, low, high) at each step; see predict."""
@@ -489,6 +507,7 @@ class TrajectoryLaw:
             "theta": self.theta_.tolist(),
             "theta_boot": self.theta_boot_.tolist(),
             "residuals": dict(self.residuals_),
+            "loss_cap": self.loss_cap_,
             "n_runs": self.n_runs_,
             "settings": _settings(self),
         }
@@ -500,6 +519,8 @@ class TrajectoryLaw:
         law.theta_ = _vector(d, "theta", _N_LOCAL)
         law.theta_boot_ = _matrix(d, "theta_boot", _N_LOCAL)
         law.residuals_ = dict(d["residuals"])
+        cap = d.get("loss_cap")
+        law.loss_cap_ = None if cap is None else _positive(cap, "loss_cap")
         law.n_runs_ = int(d.get("n_runs", 0))
         return law
 
@@ -626,6 +647,7 @@ class CrossSizeTrajectoryLaw:
             self.theta_, fits, bounds, self.huber_delta, self.n_bootstrap, self.seed + 1
         )
         self.residuals_ = _residual_summary(self.theta_, fits)
+        self.loss_cap_ = _loss_cap(curves, self.run_ids_)
         used = runs_ok.loc[self.run_ids_]
         steps_used = [int(s) for s in used["steps"]] if "steps" in used else [0]
         self.fitted_range_ = {
@@ -719,14 +741,14 @@ class CrossSizeTrajectoryLaw:
         design = self._design(n, bt)
         pred = _predict_phi(design @ self.theta_, lrs, steps, self.max_segments)
         if not return_interval:
-            return pred
+            return _capped(self.loss_cap_, pred)
         boot = np.array(
             [_predict_phi(design @ th, lrs, steps, self.max_segments) for th in self.theta_boot_]
         )
         lo, hi = _interval(
             boot.reshape(-1, steps.size), pred, self.residuals_["q95_abs_log"], level
         )
-        return pred, lo, hi
+        return _capped(self.loss_cap_, pred, lo, hi)
 
     def predict_interval(self, n_params, lr_schedule, batch_tokens=None, steps=None, level=0.95):
         return self.predict(
@@ -811,6 +833,7 @@ class CrossSizeTrajectoryLaw:
             "n_ref": self.n_ref_,
             "batch_ref": self.batch_ref_,
             "residuals": dict(self.residuals_),
+            "loss_cap": self.loss_cap_,
             "fitted_range": self.fitted_range_,
             "excluded": dict(self.excluded_),
             "n_runs": self.n_runs_,
@@ -831,6 +854,8 @@ class CrossSizeTrajectoryLaw:
             None if d.get("batch_ref") is None else _positive(d["batch_ref"], "batch_ref")
         )
         law.residuals_ = dict(d["residuals"])
+        cap = d.get("loss_cap")
+        law.loss_cap_ = None if cap is None else _positive(cap, "loss_cap")
         law.fitted_range_ = dict(d.get("fitted_range", {}))
         law.excluded_ = dict(d.get("excluded", {}))
         law.n_runs_ = int(d.get("n_runs", 0))
@@ -927,7 +952,7 @@ def _usable_runs(runs):
     def flag(col):
         if col not in runs.columns:
             return pd.Series(False, index=runs.index)
-        return runs[col].fillna(False).astype(str).str.lower().isin(["true", "1", "1.0"])
+        return runs[col].map(lambda v: str(v).strip().lower() in {"true", "1", "1.0"}).astype(bool)
 
     diverged = flag("diverged")
     pruned = flag("pruned") & ~diverged

@@ -48,7 +48,9 @@ def json_body() -> Any:
     except APIError:
         raise
     except (ValueError, RecursionError) as error:
-        raise APIError(f"body is not valid JSON: {error}"[:200], code="malformed_json", field="body") from None
+        raise APIError(
+            f"body is not valid JSON: {error}"[:200], code="malformed_json", field="body"
+        ) from None
 
 
 def _predict_one(query: dict[str, Any]) -> dict[str, Any]:

@@ -36,7 +36,8 @@ local counter = 0
 request = function()
   counter = counter + 1
   local n = 1e6 * (1 + (counter * 7919 % 100003) / 10)
-  return wrk.format("GET", string.format("/v1/predict?n_params=%.9g&tokens=2e12", n))
+  -- plain digits: a "+" of an exponent would arrive as a space
+  return wrk.format("GET", string.format("/v1/predict?n_params=%.0f&tokens=2e12", n))
 end
 """
 
@@ -162,7 +163,7 @@ def run_python(port: int, path: str, connections: int, duration: float, varied: 
         mine, i = [], offset
         while time.monotonic() < stop and len(mine) < max_requests // connections:
             i += connections
-            url = f"/v1/predict?n_params={1e6 * (1 + i % 100003 / 10):.9g}&tokens=2e12"
+            url = f"/v1/predict?n_params={1e6 * (1 + i % 100003 / 10):.0f}&tokens=2e12"
             start = time.perf_counter()
             status, _ = get(port, url if varied else path)
             mine.append((time.perf_counter() - start) * 1e3)
@@ -190,6 +191,20 @@ def run_python(port: int, path: str, connections: int, duration: float, varied: 
     }
 
 
+def median_of(runs: list[dict]) -> dict:
+    """Per-key median over rounds (requests and errors summed)."""
+    out = {}
+    for key in runs[0]:
+        values = [run[key] for run in runs]
+        if key in ("requests", "non_2xx"):
+            out[key] = sum(values)
+        elif isinstance(values[0], (int, float)):
+            out[key] = statistics.median(values)
+        else:
+            out[key] = "; ".join(sorted(set(map(str, values))))
+    return out
+
+
 def hot_path_us(repeats: int = 2000) -> dict:
     """In-process cost of one prediction with and without the answer cache (microseconds)."""
     from . import create_app
@@ -213,35 +228,50 @@ def hot_path_us(repeats: int = 2000) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m server.bench", description=__doc__)
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=None, help="gunicorn workers (default: the config's)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="gunicorn workers (default: the config's)"
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (median kept)")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "bench")
     parser.add_argument("--load", choices=("auto", "wrk", "python"), default="auto")
     args = parser.parse_args(argv)
 
     use_wrk = args.load == "wrk" or (args.load == "auto" and shutil.which("wrk"))
-    workers = args.workers or int(os.environ.get("SCALING_WORKERS") or min(2 * os.cpu_count() + 1, 8))
+    workers = args.workers or int(
+        os.environ.get("SCALING_WORKERS") or min(2 * os.cpu_count() + 1, 8)
+    )
 
     def measure(port: int, path: str, varied: bool = False) -> dict:
         warm = min(2.0, args.duration)
         if use_wrk:
             run_wrk(port, path, args.connections, warm, WRK_VARIED if varied else None)
-            return run_wrk(port, path, args.connections, args.duration, WRK_VARIED if varied else None)
+            return run_wrk(
+                port, path, args.connections, args.duration, WRK_VARIED if varied else None
+            )
         run_python(port, path, args.connections, warm, varied)
         return run_python(port, path, args.connections, args.duration, varied)
 
-    results = {}
-    with Gunicorn("server.bench:hello_app()", workers) as hello:
-        results["hello_world"] = measure(hello.port, "/")
-    with Gunicorn("server:create_app()", workers) as service:
+    # Both servers run side by side and are measured in alternation, round after round, so
+    # that load from other processes on the machine falls on both alike.
+    rounds: dict[str, list[dict]] = {
+        "hello_world": [], "predict_same_query": [], "predict_varied_queries": []
+    }  # fmt: skip
+    with (
+        Gunicorn("server.bench:hello_app()", workers) as hello,
+        Gunicorn("server:create_app()", workers) as service,
+    ):
         status, body = get(service.port, QUERY)
         if status != 200:
             raise RuntimeError(f"{QUERY} answered {status}: {body[:200]!r}")
         answer = json.loads(body)
-        results["predict_same_query"] = measure(service.port, QUERY)
-        results["predict_varied_queries"] = measure(service.port, QUERY, varied=True)
+        for _ in range(args.rounds):
+            rounds["hello_world"].append(measure(hello.port, "/"))
+            rounds["predict_same_query"].append(measure(service.port, QUERY))
+            rounds["predict_varied_queries"].append(measure(service.port, QUERY, varied=True))
 
+    results = {name: median_of(runs) for name, runs in rounds.items()}
     hello_rps = results["hello_world"]["throughput_rps"]
     for name in ("predict_same_query", "predict_varied_queries"):
         results[name]["vs_hello_world"] = results[name]["throughput_rps"] / hello_rps
@@ -256,7 +286,9 @@ def main(argv: list[str] | None = None) -> None:
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
+        "rounds": args.rounds,
         "results": results,
+        "per_round": rounds,
         "hot_path_us": hot_path_us(),
         "targets": {"throughput_vs_hello_world": ">= 0.5", "p99_ms": "<= 10 at 8 connections"},
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -273,7 +305,8 @@ def markdown(report: dict) -> str:
         "",
         f"`python -m server.bench` on {report['measured_at']}: {report['load_generator']}, "
         f"{report['connections']} connections, {report['duration_s']:g} s per measurement "
-        f"(after a warm-up), gunicorn {report['gunicorn_workers']} {report['worker_class']} "
+        f"(after a warm-up), {report['rounds']} alternating rounds (medians; requests summed), "
+        f"gunicorn {report['gunicorn_workers']} {report['worker_class']} "
         f"workers with server/gunicorn.conf.py, {report['cpu_count']} CPUs "
         f"({report['platform']}). Query `{report['query']}` (law `{report['law']}`).",
         "",

@@ -26,7 +26,12 @@ class APIError(Exception):
     """A request the service refuses, with the HTTP status, a stable code and the bad field."""
 
     def __init__(
-        self, message: str, *, code: str = "bad_request", field: str | None = None, status: int = 400
+        self,
+        message: str,
+        *,
+        code: str = "bad_request",
+        field: str | None = None,
+        status: int = 400,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -60,21 +65,15 @@ def classify_invalid(
         return APIError(f"{field}={shown}: {message}", code="invalid_value", field=field)
     number = _as_float(value)
     if number is None:
-        return APIError(
-            f"{field} must be a number, got {shown}", code="not_a_number", field=field
-        )
+        return APIError(f"{field} must be a number, got {shown}", code="not_a_number", field=field)
     if not math.isfinite(number):
-        return APIError(
-            f"{field} must be finite, got {shown}", code="not_finite", field=field
-        )
+        return APIError(f"{field} must be finite, got {shown}", code="not_finite", field=field)
     if integer and not number.is_integer():
         return APIError(
             f"{field} must be a whole number, got {shown}", code="not_an_integer", field=field
         )
     if positive and number <= 0:
-        return APIError(
-            f"{field} must be positive, got {shown}", code="not_positive", field=field
-        )
+        return APIError(f"{field} must be positive, got {shown}", code="not_positive", field=field)
     return APIError(f"{field}={shown}: {message}", code="out_of_range", field=field)
 
 

@@ -129,8 +129,10 @@ class LawRegistry:
         law = self.laws.get(law_id)
         if law is None:
             raise APIError(
-                f"unknown law {law_id[:100]!r}; see /v1/laws", code="unknown_law",
-                field=field, status=404,
+                f"unknown law {law_id[:100]!r}; see /v1/laws",
+                code="unknown_law",
+                field=field,
+                status=404,
             )
         return law
 
@@ -185,6 +187,8 @@ class LawRegistry:
     def _trajectory(self, law_id: str, items: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
         query = dict(items)
         law = self.get(law_id)
+        if "trajectory" not in self._info[law_id].get("supports", ()):
+            raise scaling.UnsupportedQuery(f"{law_id} has no trajectory law")
         n_params, tokens = query["n_params"], query["tokens"]
         prediction = self.predict(law_id, n_params, tokens, query.get("seq_len"))
         batch_tokens = query.get("batch_tokens") or prediction.get("batch_tokens")
@@ -229,7 +233,11 @@ class LawRegistry:
 
     def detail(self, law_id: str) -> dict[str, Any]:
         self.get(law_id)
-        return {"info": self.info(law_id), "law": self._law_dict(law_id), "optima": self.optima(law_id)}
+        return {
+            "info": self.info(law_id),
+            "law": self._law_dict(law_id),
+            "optima": self.optima(law_id),
+        }
 
     def curves(self, law_id: str, n_params: float, tokens: float, points: int) -> dict[str, Any]:
         """The LR, batch and loss laws along N at the query's tokens-per-parameter ratio."""
@@ -245,9 +253,7 @@ class LawRegistry:
         def column(key: str, side: int | None = None) -> list[float | None]:
             if side is None:
                 return [row.get(key) for row in rows]
-            return [
-                (row["intervals"].get(key) or [None, None])[side] for row in rows
-            ]
+            return [(row["intervals"].get(key) or [None, None])[side] for row in rows]
 
         query = self.predict(law_id, n_params, tokens)
         return {

@@ -180,9 +180,7 @@ def test_trajectory_matches_the_python_api(client, fitted):
 def test_trajectory_at_a_given_lr_batch_and_warmup(client, fitted):
     url = "/v1/trajectory?n_params=1e7&tokens=1e9&lr=0.003&batch_tokens=65536&warmup=100&points=20"
     body = client.get(url).get_json()
-    frame = fitted.trajectory(
-        1e7, 1e9, lr=0.003, batch_tokens=65536, warmup=100, points=20
-    )
+    frame = fitted.trajectory(1e7, 1e9, lr=0.003, batch_tokens=65536, warmup=100, points=20)
     assert body["loss"] == pytest.approx(frame["loss"].tolist())
     assert body["peak_lr"] == 0.003 and body["batch_tokens"] == 65536
     assert 0.9 * 0.003 < max(body["lr"]) <= 0.003

@@ -140,7 +140,11 @@ POST_CASES = [
     (b'{"n_params": -1e9, "tokens": 1e9}', "not_positive", "n_params"),
     (b'{"n_params": 1e9, "tokens": 1e9, "lr": 0.1}', "unknown_field", "lr"),
     (b'{"n_params": 1e9, "tokens": 1e9, "law": 7}', "invalid_value", "law"),
-    (b'[{"n_params": 1e9, "tokens": 1e9}, {"n_params": 0, "tokens": 1e9}]', "not_positive", "[1].n_params"),
+    (
+        b'[{"n_params": 1e9, "tokens": 1e9}, {"n_params": 0, "tokens": 1e9}]',
+        "not_positive",
+        "[1].n_params",
+    ),
     (b"[" * 100_000 + b"]" * 100_000, "malformed_json", "body"),
     (b"\xff\xfe\x00garbage", "malformed_json", "body"),
 ]
@@ -189,7 +193,9 @@ def test_wrong_method_is_405_json(client, method, url):
     assert "GET" in response.headers["Allow"]
 
 
-@pytest.mark.parametrize("url", ["/v2/predict", "/v1/predict/extra", "/static/../server/api.py", "/x" * 50])
+@pytest.mark.parametrize(
+    "url", ["/v2/predict", "/v1/predict/extra", "/static/../server/api.py", "/x" * 50]
+)
 def test_unknown_route_is_404_json(client, url):
     assert error_of(client.get(url), 404)["code"] == "not_found"
 

@@ -30,8 +30,30 @@ GENERIC_STATUSES = {404, 405, 413}
 
 text = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
 junk_strings = st.sampled_from(
-    ["", " ", "nan", "NaN", "inf", "-inf", "Infinity", "1e999", "-0", "0", "-1", "1e9x",
-     "0x10", "1_000", "1,000", "\x00", "é", "null", "true", "[1]", "1e-400", "9" * 400]
+    [
+        "",
+        " ",
+        "nan",
+        "NaN",
+        "inf",
+        "-inf",
+        "Infinity",
+        "1e999",
+        "-0",
+        "0",
+        "-1",
+        "1e9x",
+        "0x10",
+        "1_000",
+        "1,000",
+        "\x00",
+        "é",
+        "null",
+        "true",
+        "[1]",
+        "1e-400",
+        "9" * 400,
+    ]
 )
 
 
@@ -72,7 +94,9 @@ def value_strategy(schema: dict, law_ids: list[str], name: str) -> st.SearchStra
 
 
 def as_query_value(value) -> str:
-    return value if isinstance(value, str) else repr(value) if isinstance(value, float) else str(value)
+    return (
+        value if isinstance(value, str) else repr(value) if isinstance(value, float) else str(value)
+    )
 
 
 def query_strategy(parameters: list[dict], law_ids: list[str]) -> st.SearchStrategy:
@@ -81,7 +105,11 @@ def query_strategy(parameters: list[dict], law_ids: list[str]) -> st.SearchStrat
     unknown parameters added)."""
     documented = [p for p in parameters if p["in"] == "query"]
     valid = st.fixed_dictionaries(
-        {p["name"]: inside(p["schema"], law_ids, p["name"]) for p in documented if p.get("required")},
+        {
+            p["name"]: inside(p["schema"], law_ids, p["name"])
+            for p in documented
+            if p.get("required")
+        },
         optional={
             p["name"]: inside(p["schema"], law_ids, p["name"])
             for p in documented
@@ -130,9 +158,9 @@ def json_value_strategy(schema: dict, law_ids: list[str], name: str) -> st.Searc
 
 def body_strategy(spec: dict, law_ids: list[str]) -> st.SearchStrategy:
     """JSON bodies from the documented request schema: objects, lists of them, and junk."""
-    (object_schema, list_schema) = spec["paths"]["/v1/predict"]["post"]["requestBody"][
-        "content"
-    ]["application/json"]["schema"]["oneOf"]
+    (object_schema, list_schema) = spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"][
+        "application/json"
+    ]["schema"]["oneOf"]
     component = resolve(spec, object_schema)
     required = set(component.get("required", []))
     fields = {
@@ -158,7 +186,9 @@ def body_strategy(spec: dict, law_ids: list[str]) -> st.SearchStrategy:
     )
     junk = st.recursive(
         st.none() | st.booleans() | st.floats() | text,
-        lambda children: st.lists(children, max_size=3) | st.dictionaries(text, children, max_size=3),
+        lambda children: (
+            st.lists(children, max_size=3) | st.dictionaries(text, children, max_size=3)
+        ),
         max_leaves=8,
     )
     lists = st.lists(obj, min_size=0, max_size=list_schema["maxItems"] // 200)

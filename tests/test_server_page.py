@@ -77,7 +77,9 @@ def wait_for_answer(driver, timeout=30.0):
     from selenium.webdriver.support.ui import WebDriverWait
 
     WebDriverWait(driver, timeout).until(
-        lambda d: d.find_element("tag name", "body").get_attribute("data-state") in {"done", "error"}
+        lambda d: (
+            d.find_element("tag name", "body").get_attribute("data-state") in {"done", "error"}
+        )
     )
     return driver.find_element("tag name", "body").get_attribute("data-state")
 

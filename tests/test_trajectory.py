@@ -239,9 +239,15 @@ def test_cross_size_trajectory_frame(cross_size):
     frame = law.trajectory(2e6, 300 * 4096, schedule="wsd", warmup=10, points=50)
     assert list(frame.columns) == ["step", "tokens", "lr", "loss", "loss_low", "loss_high"]
     assert len(frame) == 50 and frame["step"].iloc[-1] == 300
+    # During warmup the law diverges as the LR area goes to 0: capped at the highest loss seen.
+    assert frame["loss"].max() <= law.loss_cap_ == pytest.approx(law.to_dict()["loss_cap"])
     lrs = ScheduleSpec("wsd", warmup_steps=10).lrs(PEAK_LR, 300)
     np.testing.assert_allclose(frame["loss"], law.predict(2e6, lrs, 4096, frame["step"]))
-    assert (frame["loss_low"] < frame["loss"]).all() and (frame["loss"] < frame["loss_high"]).all()
+    assert (frame["loss_low"] <= frame["loss"]).all() and (
+        frame["loss"] <= frame["loss_high"]
+    ).all()
+    late = frame[frame["step"] > 100]
+    assert (late["loss_low"] < late["loss"]).all() and (late["loss"] < late["loss_high"]).all()
     with pytest.raises(ValueError, match="tokens"):
         law.trajectory(2e6, float("inf"))
     with pytest.raises(ValueError, match="warmup"):
