@@ -50,7 +50,6 @@ def _add_train(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--tolerance", type=float, default=None, help="max |slope| for a pass")
     p.add_argument("--corpus", default=None, help="text file/folder, prepared folder or .bin")
     p.add_argument("--vocab-size", type=int, default=None, help="for a .bin corpus")
     p.add_argument("--curve", type=Path, default=None, help="write the loss curve CSV here")
@@ -105,6 +104,7 @@ def _add_coordcheck(sub) -> None:
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--tolerance", type=float, default=None, help="max |slope| for a pass")
 
 
 def _coordcheck(args) -> int:

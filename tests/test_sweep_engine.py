@@ -36,11 +36,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def corpus_file(tmp_path_factory) -> Path:
-    """A small seeded byte corpus (word soup), so the tests need no prepared data/."""
-    rng = np.random.default_rng(0)
-    words = ["the", "law", "of", "scaling", "loss", "falls", "with", "tokens", "and", "size",
-             "learning", "rate", "batch", "model", "a", "is", "to", "in", "we", "fit"]  # fmt: skip
-    text = " ".join(rng.choice(words, size=60_000)) + "\n"
+    """A 400 kB slice of the default corpus's real text, so these runs stay small."""
+    from sweeps.data import load_corpus
+
+    try:
+        train = load_corpus().train
+    except FileNotFoundError as exc:
+        pytest.fail(f"{exc}")
+    text = bytes(train[2_000_000:2_400_000]).decode("utf-8", "replace")
     path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
     path.write_text(text)
     return path
@@ -175,6 +178,8 @@ def _trials(storage: str) -> list[optuna.trial.FrozenTrial]:
 
 def test_worker_killed_mid_trial_resumes(tmp_path, corpus_file):
     path = write_config(tmp_path, corpus_file)
+    # Trials long enough (128 steps) that one is reliably caught mid-run after another ended.
+    path.write_text(path.read_text().replace("[4096]", "[32768]"))
     cfg = load_config(path)
     storage = f"sqlite:///{tmp_path / 'storage.db'}"
     args = [sys.executable, "-m", "sweeps.engine", "run", "--config", str(path),

@@ -116,3 +116,16 @@ def test_bad_settings_raise_value_error_naming_them():
         tiny(lr=-1.0)
     with pytest.raises(ValueError, match="batch_tokens"):
         tiny(batch_tokens=8)
+
+
+def test_cli_train_prints_result_and_writes_curve(tmp_path, capsys):
+    from sweeps.cli import main
+
+    curve = tmp_path / "curve.csv"
+    argv = ["train", "--width", "64", "--depth", "1", "--seq-len", "32", "--batch-tokens", "256",
+            "--tokens", "2e3", "--eval-every", "4", "--eval-tokens", "512", "--threads", "1",
+            "--schedule", "wsd", "--curve", str(curve), "--json"]  # fmt: skip
+    assert main(argv) == 0
+    row = __import__("json").loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["schedule"] == "wsd" and row["steps"] == 8 and math.isfinite(row["loss"])
+    assert curve.read_text().startswith("step,tokens,lr,train_loss,loss")
