@@ -24,7 +24,7 @@ from ._lawfile import FORMAT_VERSION, LOSS_FORMS, jsonable, read_law_file, valid
 from ._util import check_positive, single_threaded_blas
 from .hparam_laws import PowerLaw, fit_power_law
 from .loss_law import LossLaw
-from .optimum import cell_optima
+from .optimum import cell_optima, searched_cells
 from .runs import read_runs, runs_sha256, validate_runs
 
 __all__ = ["ScalingLaws", "Prediction", "fit", "load"]
@@ -717,6 +717,23 @@ def _backtest(runs: pd.DataFrame, table: pd.DataFrame, seed: int) -> dict:
     return summary
 
 
+def _searched_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of cells that searched lr / batch; cells run at a single setting (schedule
+    variants for the trajectory law) are left out of the loss and hyperparameter laws, with a
+    warning, unless no cell searched at all."""
+    mask = searched_cells(runs)
+    if mask.all() or not mask.any():
+        return runs
+    left = sorted(set(runs.loc[~mask, "cell"] if "cell" in runs.columns else []))
+    names = f" ({', '.join(map(str, left))})" if left else ""
+    warnings.warn(
+        f"{int((~mask).sum())} run(s) in cells with fewer than 3 lr/batch settings{names} are "
+        "left out of the loss, lr and batch laws (they still feed the trajectory law)",
+        stacklevel=3,
+    )
+    return runs[mask.to_numpy()]
+
+
 def fit(
     runs: pd.DataFrame | str | os.PathLike,
     curves: pd.DataFrame | str | os.PathLike | None = None,
@@ -762,14 +779,15 @@ def fit(
             if bar is not None:
                 bar.update(int(round(k)))
 
+        search_runs = _searched_runs(runs)
         with single_threaded_blas():
             table, loss_law, lr_law, lr_c, batch_law, batch_c = _fit_core(
-                runs, bootstrap, seed, n_jobs, tick if bar else None
+                search_runs, bootstrap, seed, n_jobs, tick if bar else None
             )
             if bar is not None:
                 bar.n = bar.total
                 bar.close()
-            backtest = _backtest(runs, table, seed)
+            backtest = _backtest(search_runs, table, seed)
         trajectory = None
         if curves is not None:
             with single_threaded_blas():

@@ -199,7 +199,27 @@ def estimate_optimum(
 def _cell_key(runs: pd.DataFrame) -> pd.Series:
     if "cell" in runs.columns and runs["cell"].notna().all():
         return runs["cell"].astype(str)
-    return runs.apply(lambda r: f"N{r['n_params']:.4g}-D{r['tokens']:.4g}", axis=1)
+    # Runs under different schedules have different optima: never pool them into one cell.
+    schedule = runs["schedule"].astype(str) if "schedule" in runs.columns else None
+    return runs.apply(
+        lambda r: (
+            f"N{r['n_params']:.4g}-D{r['tokens']:.4g}"
+            + (f"-{schedule[r.name]}" if schedule is not None else "")
+        ),
+        axis=1,
+    )
+
+
+def searched_cells(runs: pd.DataFrame, min_settings: int = 3) -> pd.Series:
+    """Which rows belong to cells that searched the hyperparameters: at least `min_settings`
+    distinct (lr, batch_tokens) settings among their unpruned runs. A cell run at one setting
+    (a schedule variant at a fixed LR, say) says nothing about where the optimum lies."""
+    keys = _cell_key(runs)
+    kept = runs[~runs["pruned"].to_numpy()] if "pruned" in runs.columns else runs
+    settings = kept.groupby(keys[kept.index])[["lr", "batch_tokens"]].apply(
+        lambda df: len(df.drop_duplicates())
+    )
+    return keys.map(settings).fillna(0).ge(min_settings)
 
 
 def split_cells(runs: pd.DataFrame) -> list[CellRuns]:

@@ -141,3 +141,23 @@ def test_all_diverged_cell_is_reported_not_dropped():
     assert len(table) == 2
     dead_row = table[table["n_params"] == 2e7].iloc[0]
     assert dead_row["n_diverged"] == 2 and np.isnan(dead_row["lr_opt"])
+
+
+def test_single_setting_cells_are_not_searches():
+    from scaling.optimum import searched_cells
+
+    runs = pd.DataFrame(
+        {
+            "cell": ["a"] * 4 + ["a-wsd"] + ["b"] * 2,
+            "n_params": [1e5] * 7,
+            "tokens": [1e6] * 7,
+            "lr": [1e-3, 3e-3, 1e-2, 3e-2, 3e-3, 1e-3, 1e-3],
+            "batch_tokens": [4096] * 5 + [4096, 8192],
+            "loss": [3.0, 2.9, 2.95, 3.1, 2.85, 3.0, 3.05],
+            "schedule": ["cosine"] * 4 + ["wsd"] + ["cosine"] * 2,
+        }
+    )
+    assert searched_cells(runs).tolist() == [True] * 4 + [False] * 3
+    # Without a cell column, cells are (N, D, schedule): the WSD run stays apart.
+    no_cell = runs.drop(columns="cell")
+    assert searched_cells(no_cell).tolist() == [True] * 4 + [False] + [True] * 2
