@@ -50,7 +50,7 @@ system-deps:
 
 test: install system-deps
 	bash .ci/start-postgres >/dev/null
-	$(PY) -m pytest -q
+	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -q
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow and not postgres and not browser"

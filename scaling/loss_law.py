@@ -453,8 +453,16 @@ class LossLaw:
         samples = self.bootstrap_samples_
         if samples is None or len(samples) == 0:
             return None
-        s = samples[np.all(np.isfinite(samples[:, [0]]), axis=1)]
-        preds = np.array([self._evaluate(self._row(r), n_params, tokens) for r in s])
+        s = samples[np.isfinite(samples[:, 0])]
+        # All resamples at once (a service answers many queries): a missing term is NaN.
+        n = np.asarray(n_params, dtype=float)
+        d = np.asarray(tokens, dtype=float)
+        shape = (-1,) + (1,) * np.broadcast(n, d).ndim
+        col = {k: s[:, i].reshape(shape) for i, k in enumerate(_PARAM_NAMES)}
+        with np.errstate(invalid="ignore"):
+            n_term = np.where(np.isfinite(col["A"]), col["A"] / n ** col["alpha"], 0.0)
+            d_term = np.where(np.isfinite(col["B"]), col["B"] / d ** col["beta"], 0.0)
+        preds = col["E"] + n_term + d_term
         lo, hi = percentile_interval(preds, level)
         return float(lo), float(hi)
 

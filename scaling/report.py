@@ -48,7 +48,38 @@ def _law_table(name: str, law: dict) -> list[str]:
     return lines + [""]
 
 
-def _figures(laws: ScalingLaws, runs: pd.DataFrame | None, out: Path) -> list[str]:
+def _schedule_runs(runs, curves, n: float, d: float) -> list:
+    """(label, ScheduleSpec, lr, batch_tokens, logged curve) of the runs at size n and d tokens
+    that share the peak LR of its non-cosine schedule runs (or of its best run), one per
+    schedule; [] when the tables do not have them."""
+    from .schedules import ScheduleSpec
+
+    if runs is None or curves is None or "schedule" not in runs.columns:
+        return []
+    sub = runs[np.isclose(runs["n_params"], n) & np.isclose(runs["tokens"], d)]
+    if "state" in sub.columns:
+        sub = sub[sub["state"].astype(str) == "complete"]
+    if sub.empty:
+        return []
+    variants = sub[sub["schedule"].astype(str) != "cosine"]
+    ref = variants if len(variants) else sub.nsmallest(1, "loss")
+    lr = float(ref["lr"].iloc[0])
+    sub = sub[np.isclose(sub["lr"], lr, rtol=0.05)].drop_duplicates("schedule")
+    out = []
+    for row in sub.itertuples():
+        c = curves[curves["run_id"].astype(str) == str(row.run_id)].sort_values("step")
+        if c.empty:
+            continue
+        sj = getattr(row, "schedule_json", None)
+        has_json = isinstance(sj, str) and sj.strip()
+        spec = ScheduleSpec.from_json(sj) if has_json else ScheduleSpec(name=str(row.schedule))
+        out.append((str(row.schedule), spec, float(row.lr), float(row.batch_tokens), c))
+    return out
+
+
+def _figures(
+    laws: ScalingLaws, runs: pd.DataFrame | None, out: Path, curves: pd.DataFrame | None = None
+) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -151,11 +182,30 @@ def _figures(laws: ScalingLaws, runs: pd.DataFrame | None, out: Path) -> list[st
             n = float(cells["n_params"].max())
             d = float(cells.loc[cells["n_params"] == n, "tokens"].max())
             fig, ax = plt.subplots(figsize=(6, 4))
-            for schedule in ("cosine", "wsd", "constant"):
-                curve = laws.trajectory(n, d, schedule=schedule, points=200)
-                ax.plot(curve["tokens"], curve["loss"], label=schedule)
-            ax.set(xlabel="tokens", ylabel="loss", title=f"trajectory law, N={n:.3g}")
-            ax.legend()
+            observed = _schedule_runs(runs, curves, n, d)
+            if observed:
+                # The largest size's schedule runs (dots) and the law's curves for the same
+                # schedule, LR and batch (lines): the fit quality at a glance.
+                for i, (label, spec, lr, bt, c) in enumerate(observed):
+                    curve = laws.trajectory(n, d, schedule=spec, lr=lr, batch_tokens=bt)
+                    ax.plot(curve["tokens"], curve["loss"], color=f"C{i}", lw=1.2, label=label)
+                    ax.plot(c["step"] * bt, c["loss"], "o", ms=3, color=f"C{i}", alpha=0.7)
+                lr = observed[0][2]
+                title = f"trajectory law (lines) vs runs (dots), N={n:.3g}, peak LR {lr:.3g}"
+                # Zoom past the early transient (the first fifth of the run), where the
+                # schedules differ.
+                late = [c[c["step"] >= 0.2 * c["step"].max()]["loss"] for *_, c in observed]
+                lo = min(float(x.min()) for x in late)
+                hi = max(float(x.max()) for x in late)
+                ax.set_ylim(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))
+            else:
+                for schedule in ("cosine", "wsd", "constant"):
+                    curve = laws.trajectory(n, d, schedule=schedule, points=200)
+                    ax.plot(curve["tokens"], curve["loss"], label=schedule)
+                title = f"trajectory law at the recommended LR, N={n:.3g}"
+            ax.set(xlabel="tokens", ylabel="loss")
+            ax.set_title(title, fontsize=8)
+            ax.legend(fontsize=7)
             fig.tight_layout()
             fig.savefig(out / "trajectory.png", dpi=110)
             plt.close(fig)
@@ -168,12 +218,25 @@ def _figures(laws: ScalingLaws, runs: pd.DataFrame | None, out: Path) -> list[st
 
 
 def write_report(
-    laws: ScalingLaws, report_dir: str | os.PathLike, runs: pd.DataFrame | None = None
+    laws: ScalingLaws,
+    report_dir: str | os.PathLike,
+    runs: pd.DataFrame | None = None,
+    curves: pd.DataFrame | str | os.PathLike | None = None,
 ) -> Path:
-    """Write report.md and figures/ under report_dir; returns the report path."""
+    """Write report.md and figures/ under report_dir; returns the report path.
+
+    curves (a table or a CSV path; default report_dir/curves.csv when there is one) puts the
+    logged curves of the largest size's schedule runs beside the trajectory law's."""
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
-    figures = _figures(laws, runs, report_dir / "figures")
+    if curves is None and (report_dir / "curves.csv").is_file():
+        curves = report_dir / "curves.csv"
+    if curves is not None and not isinstance(curves, pd.DataFrame):
+        try:
+            curves = pd.read_csv(curves)
+        except (OSError, ValueError):
+            curves = None
+    figures = _figures(laws, runs, report_dir / "figures", curves)
     doc = laws.to_dict()
     src = doc.get("source", {})
     lines = [

@@ -1,7 +1,8 @@
 """Loss-trajectory laws: the validation loss at every step under any learning-rate schedule.
 
-`TrajectoryLaw` fits one model size; `CrossSizeTrajectoryLaw` makes its parameters power laws
-of the model size (and batch size) so that it predicts the curve of a size never swept.
+`TrajectoryLaw` fits one model size (at one peak LR); `CrossSizeTrajectoryLaw` makes its
+parameters power laws of the model size (and batch size), with terms in the peak LR, so that it
+predicts the curve of a size never swept at any LR of the sweep's grid.
 
 The form is the multi-power law of Luo et al. 2025 ("A Multi-Power Law for Loss Curve
 Prediction Across Learning Rate Schedules"):
@@ -37,6 +38,7 @@ from scipy.special import huber, ndtri
 __all__ = [
     "CrossSizeTrajectoryLaw",
     "PARAM_NAMES",
+    "SKIP_FRAC",
     "TrajectoryFitWarning",
     "TrajectoryLaw",
     "fitted_steps",
@@ -45,12 +47,17 @@ __all__ = [
 
 PARAM_NAMES = ("L0", "A", "alpha", "B", "C", "beta", "gamma")
 FORM = "multi-power law (Luo et al. 2025)"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: CrossSizeTrajectoryLaw gained the peak-LR terms (version 1 still loads)
 _N_LOCAL = len(PARAM_NAMES)
 # LRs below this fraction of the peak are raised to it inside lr^(-gamma) only, so that a
 # schedule that decays to exactly zero stays finite.
 _LR_FLOOR_FRAC = 1e-6
 _CHUNK = 2048
+# The leading share of each run neither fitted nor scored. Short runs open with a fast
+# transient (on the quick sweep: a plateau near the unigram loss, then a drop, over the first
+# ~100 of 366 steps) that no power law in the LR area describes; fitted, those points pull
+# L0, A and alpha off the rest of the curve. (0.1 kept steps 50 and 75 of 366 in the fit.)
+SKIP_FRAC = 0.25
 
 
 class TrajectoryFitWarning(RuntimeWarning):
@@ -255,7 +262,7 @@ def _fit_theta(starts, curves, bounds, delta):
         if best is None or res.fun < best.fun:
             best = res
     # The starts stop early; polish the best one, since the flat directions (gamma, C) need it.
-    polished = _minimize(best.x, curves, bounds, delta, ftol=1e-14)
+    polished = _minimize(best.x, curves, bounds, delta, maxiter=4000, ftol=1e-14)
     if polished.fun <= best.fun:
         n_converged += bool(polished.success)
         best = polished
@@ -410,7 +417,7 @@ class TrajectoryLaw:
         n_bootstrap: int = 20,
         huber_delta: float = 1e-2,
         max_segments: int = 200,
-        skip_frac: float = 0.1,
+        skip_frac: float = SKIP_FRAC,
         seed: int = 0,
     ) -> None:
         if not 0.0 <= skip_frac < 1.0:
@@ -532,14 +539,39 @@ class TrajectoryLaw:
 class CrossSizeTrajectoryLaw:
     """The multi-power law with size-dependent parameters, fitted jointly over a sweep's sizes:
 
-        L0(N) = l0 * (N/N_ref)^q_L0,   A(N, Bt) = a * (N/N_ref)^p_A * (Bt/Bt_ref)^r_A,
-        B(N) = b * (N/N_ref)^p_B,      alpha, C, beta, gamma shared by all sizes.
+        L0 = l0 * (N/N_ref)^q_L0 * exp(s_L0 * u + s2_L0 * u^2),
+        A  = a * (N/N_ref)^p_A * (Bt/Bt_ref)^r_A * exp(s_A * u),
+        B  = b * (N/N_ref)^p_B * exp(s_B * u),      alpha, C, beta, gamma shared by all,
 
-    The batch exponent r_A is fitted only when the runs use more than one batch size; with
-    one size only, the size exponents are held at 0 (the curve then does not change with N).
+    with u = log(peak LR / LR_ref). The peak-LR terms are there because the multi-power law's
+    own LR dependence (through the LR area S1 and the LR drops) holds at one peak LR but not
+    across a sweep's LR grid: above the optimal LR a run's loss is higher at every step, which
+    no power law in S1 gives (more LR area always means a lower loss). Without them a fit on
+    runs at LRs 27x apart is a compromise that fits none of them.
+
+    The batch exponent r_A is fitted only when the runs use more than one batch size, the
+    peak-LR terms only when they use more than one peak LR; with one size only, the size
+    exponents are held at 0 (the curve then does not change with N).
     """
 
-    THETA_NAMES = ("l0", "q_L0", "a", "p_A", "r_A", "b", "p_B", "alpha", "C", "beta", "gamma")
+    THETA_NAMES = (
+        "l0",
+        "q_L0",
+        "a",
+        "p_A",
+        "r_A",
+        "b",
+        "p_B",
+        "alpha",
+        "C",
+        "beta",
+        "gamma",
+        "s_L0",
+        "s2_L0",
+        "s_A",
+        "s_B",
+    )
+    _N_THETA_V1 = 11  # format_version 1 files: no peak-LR terms
 
     def __init__(
         self,
@@ -548,7 +580,7 @@ class CrossSizeTrajectoryLaw:
         n_bootstrap: int = 20,
         huber_delta: float = 1e-2,
         max_segments: int = 200,
-        skip_frac: float = 0.1,
+        skip_frac: float = SKIP_FRAC,
         seed: int = 0,
     ) -> None:
         if not 0.0 <= skip_frac < 1.0:
@@ -560,15 +592,20 @@ class CrossSizeTrajectoryLaw:
         self.max_segments = max_segments
         self.seed = seed
         self.theta_: np.ndarray | None = None
+        self.lr_ref_: float | None = None
 
-    def _design(self, n_params: float, batch_tokens: float) -> np.ndarray:
+    def _design(
+        self, n_params: float, batch_tokens: float, peak_lr: float | None = None
+    ) -> np.ndarray:
         z = math.log(n_params / self.n_ref_)
         zb = math.log(batch_tokens / self.batch_ref_) if self.batch_ref_ else 0.0
+        lr_ref = getattr(self, "lr_ref_", None)
+        u = math.log(peak_lr / lr_ref) if lr_ref and peak_lr else 0.0
         m = np.zeros((_N_LOCAL, len(self.THETA_NAMES)))
-        m[0, 0], m[0, 1] = 1.0, z  # log L0
-        m[1, 2], m[1, 3], m[1, 4] = 1.0, z, zb  # log A
+        m[0, 0], m[0, 1], m[0, 11], m[0, 12] = 1.0, z, u, u * u  # log L0
+        m[1, 2], m[1, 3], m[1, 4], m[1, 13] = 1.0, z, zb, u  # log A
         m[2, 7] = 1.0  # log alpha
-        m[3, 5], m[3, 6] = 1.0, z  # log B
+        m[3, 5], m[3, 6], m[3, 14] = 1.0, z, u  # log B
         m[4, 8], m[5, 9], m[6, 10] = 1.0, 1.0, 1.0  # log C, beta, gamma
         return m
 
@@ -578,6 +615,7 @@ class CrossSizeTrajectoryLaw:
         th = dict(zip(self.THETA_NAMES, self.theta_.tolist(), strict=True))
         for k in ("l0", "a", "b", "alpha", "C", "beta", "gamma"):
             th[k] = math.exp(th[k])
+        th["lr_ref"] = getattr(self, "lr_ref_", None)
         return th
 
     @property
@@ -591,13 +629,17 @@ class CrossSizeTrajectoryLaw:
             out[k] = (f(float(lo[i])), f(float(hi[i])))
         return out
 
-    def params_at(self, n_params: float, batch_tokens: float | None = None) -> dict[str, float]:
-        """The single-size parameters (L0, A, alpha, B, C, beta, gamma) at this size."""
+    def params_at(
+        self, n_params: float, batch_tokens: float | None = None, peak_lr: float | None = None
+    ) -> dict[str, float]:
+        """The single-size parameters (L0, A, alpha, B, C, beta, gamma) at this size (and peak
+        LR; default the reference LR, the geometric mean of the fitted runs')."""
         _not_fitted(self)
         n = _positive(n_params, "n_params")
         bt = self._batch(batch_tokens)
+        lr = None if peak_lr is None else _positive(peak_lr, "peak_lr")
         return dict(
-            zip(PARAM_NAMES, np.exp(self._design(n, bt) @ self.theta_).tolist(), strict=True)
+            zip(PARAM_NAMES, np.exp(self._design(n, bt, lr) @ self.theta_).tolist(), strict=True)
         )
 
     def _batch(self, batch_tokens) -> float:
@@ -620,6 +662,11 @@ class CrossSizeTrajectoryLaw:
         self.batch_ref_ = float(np.exp(np.mean(np.log(batches)))) if batches.size > 1 else None
         self.fit_batch_ = batches.size > 1
         self.single_size_ = sizes.size < 2
+        peak_of = {rid: float(lrs.max()) for rid, lrs in schedules.items()}
+        peaks = np.array(sorted(peak_of.values()))
+        # Peak LRs within 5% of each other count as one (rounded grid values).
+        self.fit_lr_ = peaks.size > 1 and peaks[-1] / peaks[0] > 1.05
+        self.lr_ref_ = float(np.exp(np.mean(np.log(peaks)))) if self.fit_lr_ else None
         curves = _as_frame(curves)
         keep = curves["run_id"].astype(str).isin(set(schedules))
         no_curve = set(schedules) - set(curves.loc[keep, "run_id"].astype(str))
@@ -629,7 +676,7 @@ class CrossSizeTrajectoryLaw:
             curves[keep],
             schedules,
             self.max_segments,
-            design=lambda rid: self._design(n_of[rid], bt_of[rid]),
+            design=lambda rid: self._design(n_of[rid], bt_of[rid], peak_of[rid]),
             skip_frac=self.skip_frac,
         )
         if not data:
@@ -679,6 +726,10 @@ class CrossSizeTrajectoryLaw:
             lb[4],
             lb[5],
             lb[6],
+            (-1.0, 1.0) if self.fit_lr_ else zero,  # s_L0
+            (-1.0, 1.0) if self.fit_lr_ else zero,  # s2_L0
+            free if self.fit_lr_ else zero,  # s_A
+            free if self.fit_lr_ else zero,  # s_B
         ]
 
     def _starts(self, data, bounds) -> list[np.ndarray]:
@@ -714,10 +765,12 @@ class CrossSizeTrajectoryLaw:
         a, p = line(1)
         b, pb = line(3)
         shared = phis[:, [2, 4, 5, 6]].mean(axis=0)
-        base = np.array([l0, q, a, p, 0.0, b, pb, *shared])
+        base = np.array([l0, q, a, p, 0.0, b, pb, *shared, 0.0, 0.0, 0.0, 0.0])
+        # The peak-LR terms of L0 move every loss; jitter them less than the rest.
+        scale = np.array([0.3] * 11 + [0.02, 0.01, 0.3, 0.3])
         starts = [base]
         for _ in range(self.n_starts - 1):
-            starts.append(base + rng.normal(0.0, 0.3, size=base.size))
+            starts.append(base + rng.normal(0.0, 1.0, size=base.size) * scale)
         return starts
 
     def predict(
@@ -738,7 +791,7 @@ class CrossSizeTrajectoryLaw:
         bt = self._batch(batch_tokens)
         lrs = _as_schedule(lr_schedule, "lr_schedule")
         steps = np.arange(1, lrs.size + 1) if steps is None else _as_steps(steps, lrs.size)
-        design = self._design(n, bt)
+        design = self._design(n, bt, float(lrs.max()))
         pred = _predict_phi(design @ self.theta_, lrs, steps, self.max_segments)
         if not return_interval:
             return _capped(self.loss_cap_, pred)
@@ -832,6 +885,7 @@ class CrossSizeTrajectoryLaw:
             "theta_boot": self.theta_boot_.tolist(),
             "n_ref": self.n_ref_,
             "batch_ref": self.batch_ref_,
+            "lr_ref": self.lr_ref_,
             "residuals": dict(self.residuals_),
             "loss_cap": self.loss_cap_,
             "fitted_range": self.fitted_range_,
@@ -847,8 +901,18 @@ class CrossSizeTrajectoryLaw:
         )
         law = cls(**_settings_from(d))
         k = len(cls.THETA_NAMES)
-        law.theta_ = _vector(d, "theta", k)
-        law.theta_boot_ = _matrix(d, "theta_boot", k)
+        # A format_version 1 file has no peak-LR terms: they are 0 (the law it was fitted as).
+        old = d.get("format_version", FORMAT_VERSION) < 2 and len(d.get("theta") or []) == (
+            cls._N_THETA_V1
+        )
+        if old:
+            law.theta_ = np.pad(_vector(d, "theta", cls._N_THETA_V1), (0, k - cls._N_THETA_V1))
+            boot = _matrix(d, "theta_boot", cls._N_THETA_V1)
+            law.theta_boot_ = np.pad(boot, ((0, 0), (0, k - cls._N_THETA_V1)))
+        else:
+            law.theta_ = _vector(d, "theta", k)
+            law.theta_boot_ = _matrix(d, "theta_boot", k)
+        law.lr_ref_ = None if d.get("lr_ref") is None else _positive(d["lr_ref"], "lr_ref")
         law.n_ref_ = _positive(d["n_ref"], "n_ref")
         law.batch_ref_ = (
             None if d.get("batch_ref") is None else _positive(d["batch_ref"], "batch_ref")

@@ -258,3 +258,66 @@ def test_cross_size_needs_the_runs_columns(cross_size):
     _, runs = cross_size
     with pytest.raises(ValueError, match="steps"):
         CrossSizeTrajectoryLaw().fit(runs.drop(columns="steps"), pd.DataFrame())
+
+
+def test_cross_size_reads_a_format_1_file(cross_size):
+    """Files written before the peak-LR terms (11 theta entries) load with those terms at 0."""
+    law, runs = cross_size
+    d = json.loads(json.dumps(law.to_dict()))
+    assert law.params_["s_L0"] == 0.0 and d["lr_ref"] is None  # one peak LR: terms held at 0
+    old = dict(d, format_version=1, theta=d["theta"][:11])
+    old["theta_boot"] = [row[:11] for row in d["theta_boot"]]
+    del old["lr_ref"]
+    back = CrossSizeTrajectoryLaw.from_dict(old)
+    lrs = lr_schedule_of_run(runs.set_index("run_id").loc["n1000000-step"])
+    np.testing.assert_allclose(back.predict(3e6, lrs), law.predict(3e6, lrs))
+    with pytest.raises(ValueError, match="theta"):
+        CrossSizeTrajectoryLaw.from_dict(dict(d, theta=d["theta"][:11]))
+
+
+def _lr_params(n_params: float, peak: float) -> dict:
+    """Truth for runs at several peak LRs: above the best LR every loss is higher (L0 rises),
+    which the multi-power law's LR area alone cannot give."""
+    u = np.log(peak / PEAK_LR)
+    return dict(
+        _params_at(n_params), L0=_params_at(n_params)["L0"] * np.exp(0.02 * u + 0.03 * u * u)
+    )
+
+
+def test_cross_size_fits_runs_at_many_peak_lrs():
+    """A sweep's runs span a wide LR grid (27x on the quick sweep); the fit must describe them
+    all and predict a held-out schedule at another size, not a compromise that fits none."""
+    rng = np.random.default_rng(4)
+    runs, curves = [], []
+    for n in (5e5, 2e6):
+        for name, peak in [
+            ("cosine", 3e-3),
+            ("cosine", 1e-2),
+            ("cosine", 3e-2),
+            ("constant", 1e-2),
+        ]:
+            spec = ScheduleSpec(name, warmup_steps=20)
+            rid = f"n{int(n)}-{name}-{peak:g}"
+            runs.append(
+                {
+                    "run_id": rid,
+                    "n_params": n,
+                    "lr": peak,
+                    "batch_tokens": 4096,
+                    "steps": STEPS,
+                    "schedule": name,
+                    "schedule_json": spec.to_json(),
+                    "state": "complete",
+                }
+            )
+            curves.append(_logged(_lr_params(n, peak), spec.lrs(peak, STEPS), rng, rid))
+    law = CrossSizeTrajectoryLaw(n_starts=2, n_bootstrap=0, max_segments=SEGMENTS, seed=0)
+    law.fit(pd.DataFrame(runs), pd.concat(curves, ignore_index=True))
+    assert law.residuals_["mean_abs_rel"] < 0.003
+    steps = np.arange(STEPS // 4, STEPS + 1)
+    for n, peak in [(1e6, 3e-2), (1e6, 3e-3)]:
+        lrs = ScheduleSpec("wsd", warmup_steps=20).lrs(peak, STEPS)
+        truth = _true_curve(_lr_params(n, peak), lrs, steps)
+        rel = np.abs(law.predict(n, lrs, steps=steps) / truth - 1)
+        assert rel.mean() < 0.005, (n, peak)
+    assert law.params_["lr_ref"] is not None
