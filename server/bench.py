@@ -240,8 +240,8 @@ def main(argv: list[str] | None = None) -> None:
 
     use_wrk = args.load == "wrk" or (args.load == "auto" and shutil.which("wrk"))
     workers = args.workers or int(
-        os.environ.get("SCALING_WORKERS") or min(2 * os.cpu_count() + 1, 8)
-    )
+        os.environ.get("SCALING_WORKERS") or min(os.cpu_count() + 1, 8)
+    )  # the same default as server/gunicorn.conf.py
 
     def measure(port: int, path: str, varied: bool = False) -> dict:
         warm = min(2.0, args.duration)
