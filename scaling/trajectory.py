@@ -428,6 +428,9 @@ class TrajectoryLaw:
         self.huber_delta = huber_delta
         self.max_segments = max_segments
         self.seed = seed
+        self._reset()
+
+    def _reset(self) -> None:
         self.theta_: np.ndarray | None = None
 
     # fitted views
@@ -573,24 +576,9 @@ class CrossSizeTrajectoryLaw:
     )
     _N_THETA_V1 = 11  # format_version 1 files: no peak-LR terms
 
-    def __init__(
-        self,
-        *,
-        n_starts: int = 6,
-        n_bootstrap: int = 20,
-        huber_delta: float = 1e-2,
-        max_segments: int = 200,
-        skip_frac: float = SKIP_FRAC,
-        seed: int = 0,
-    ) -> None:
-        if not 0.0 <= skip_frac < 1.0:
-            raise ValueError(f"skip_frac must be in [0, 1), got {skip_frac!r}")
-        self.n_starts = n_starts
-        self.skip_frac = skip_frac
-        self.n_bootstrap = n_bootstrap
-        self.huber_delta = huber_delta
-        self.max_segments = max_segments
-        self.seed = seed
+    __init__ = TrajectoryLaw.__init__  # the same settings
+
+    def _reset(self) -> None:
         self.theta_: np.ndarray | None = None
         self.lr_ref_: float | None = None
 
