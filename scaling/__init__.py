@@ -12,8 +12,10 @@ from .loss_law import LossLaw
 from .optimum import cell_optima
 from .presets import list_presets
 from .runs import read_runs
+from .trajectory import CrossSizeTrajectoryLaw, TrajectoryLaw
 
 __all__ = [
+    "CrossSizeTrajectoryLaw",
     "LawFileError",
     "LossLaw",
     "PowerLaw",
@@ -27,13 +29,3 @@ __all__ = [
     "load",
     "read_runs",
 ]
-
-
-def __getattr__(name: str):
-    # The trajectory law lives in scaling/trajectory.py (written separately); import it lazily
-    # so the rest of the package works without it.
-    if name == "TrajectoryLaw":
-        from .trajectory import TrajectoryLaw
-
-        return TrajectoryLaw
-    raise AttributeError(f"module 'scaling' has no attribute {name!r}")

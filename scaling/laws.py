@@ -26,6 +26,8 @@ from .hparam_laws import PowerLaw, fit_power_law
 from .loss_law import LossLaw
 from .optimum import cell_optima, searched_cells
 from .runs import read_runs, runs_sha256, validate_runs
+from .schedules import ScheduleSpec
+from .trajectory import CrossSizeTrajectoryLaw
 
 __all__ = ["ScalingLaws", "Prediction", "fit", "load"]
 
@@ -145,7 +147,7 @@ class ScalingLaws:
         )
         self._trajectory = trajectory_law
         if self._trajectory is None and doc.get("trajectory"):
-            self._trajectory = _trajectory_from_dict(doc["trajectory"])
+            self._trajectory = CrossSizeTrajectoryLaw.from_dict(doc["trajectory"])
 
     # --- description ---------------------------------------------------------------------
     @property
@@ -437,8 +439,6 @@ class ScalingLaws:
     ) -> pd.DataFrame:
         """The predicted loss curve (columns step, tokens, lr, loss, loss_low, loss_high) under
         a schedule, at the given lr / batch or the ones the laws recommend."""
-        from .schedules import ScheduleSpec
-
         n_params = check_positive("n_params", n_params)
         tokens = check_positive("tokens", tokens)
         if not isinstance(points, (int, np.integer)) or points < 2:
@@ -447,111 +447,22 @@ class ScalingLaws:
             raise UnsupportedQuery(
                 f"{self.id} has no trajectory law (fit with a curves table to get one)"
             )
-        if isinstance(schedule, str):
-            spec = ScheduleSpec(name=schedule, warmup_steps=None if warmup is None else int(warmup))
-        elif isinstance(schedule, ScheduleSpec):
-            spec = schedule
-        else:
+        if not isinstance(schedule, (str, ScheduleSpec)):
             raise ValueError(f"schedule must be a name or a ScheduleSpec, got {schedule!r}")
         pred = None
         if lr is None or batch_tokens is None:
             pred = self.predict(n_params, tokens, seq_len=seq_len)
-        if hasattr(self._trajectory, "trajectory"):
-            # The cross-size law draws its own curve (and interval); give it the recommended
-            # lr and batch when the caller did not choose them.
-            return self._trajectory.trajectory(
-                n_params,
-                tokens,
-                lr=lr if lr is not None else pred.lr,
-                batch_tokens=batch_tokens if batch_tokens is not None else pred.batch_tokens,
-                schedule=schedule,
-                warmup=warmup,
-                points=points,
-            )
-        lr = check_positive("lr", lr) if lr is not None else pred.lr
-        batch_tokens = (
-            check_positive("batch_tokens", batch_tokens)
-            if batch_tokens is not None
-            else pred.batch_tokens
+        # The cross-size law draws the curve and its interval; it gets the recommended lr and
+        # batch unless the caller chose them (and its fitted runs' own when no law gives them).
+        return self._trajectory.trajectory(
+            n_params,
+            tokens,
+            lr=lr if lr is not None else pred.lr,
+            batch_tokens=batch_tokens if batch_tokens is not None else pred.batch_tokens,
+            schedule=schedule,
+            warmup=warmup,
+            points=points,
         )
-        if lr is None or batch_tokens is None:
-            raise UnsupportedQuery(f"{self.id} needs lr and batch_tokens given for a trajectory")
-        steps = max(1, int(round(tokens / batch_tokens)))
-        lrs = spec.lrs(lr, steps)
-        raw = self._trajectory.predict(n_params, lrs, batch_tokens=batch_tokens)
-        loss, low, high = _unpack_trajectory(raw, steps)
-        idx = np.unique(np.linspace(0, steps - 1, min(points, steps)).round().astype(int))
-        return pd.DataFrame(
-            {
-                "step": idx + 1,
-                "tokens": (idx + 1) * batch_tokens,
-                "lr": lrs[idx],
-                "loss": loss[idx],
-                "loss_low": low[idx],
-                "loss_high": high[idx],
-            }
-        )
-
-
-def _unpack_trajectory(raw: Any, steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    if isinstance(raw, pd.DataFrame):
-        loss = raw["loss"].to_numpy(float)
-        low = raw["loss_low"].to_numpy(float) if "loss_low" in raw else np.full_like(loss, np.nan)
-        high = (
-            raw["loss_high"].to_numpy(float) if "loss_high" in raw else np.full_like(loss, np.nan)
-        )
-    elif isinstance(raw, tuple) and len(raw) == 3:
-        loss, low, high = (np.asarray(a, float) for a in raw)
-    elif isinstance(raw, dict):
-        loss = np.asarray(raw["loss"], float)
-        low = np.asarray(raw.get("loss_low", np.full_like(loss, np.nan)), float)
-        high = np.asarray(raw.get("loss_high", np.full_like(loss, np.nan)), float)
-    else:
-        loss = np.asarray(raw, float)
-        low = high = np.full_like(loss, np.nan)
-    if loss.size != steps:
-        raise RuntimeError(f"trajectory law returned {loss.size} losses for {steps} steps")
-    return loss, low, high
-
-
-_TRAJECTORY_CLASS_NAMES = (
-    "CrossSizeTrajectoryLaw",
-    "TrajectoryScalingLaw",
-    "SizeTrajectoryLaw",
-    "ScaledTrajectoryLaw",
-)
-
-
-def _trajectory_cross_class():
-    """The cross-size trajectory law class of scaling/trajectory.py (helper E), if present."""
-    try:
-        from . import trajectory as module
-    except ImportError:
-        return None
-    for name in (*_TRAJECTORY_CLASS_NAMES, *getattr(module, "__all__", ())):
-        obj = getattr(module, name, None)
-        if (
-            isinstance(obj, type)
-            and name != "TrajectoryLaw"
-            and hasattr(obj, "from_dict")
-            and hasattr(obj, "predict")
-            and hasattr(obj, "fit")
-        ):
-            return obj
-    return None
-
-
-def _trajectory_from_dict(d: dict):
-    cls = _trajectory_cross_class()
-    if cls is None:
-        warnings.warn(
-            "the law file has a trajectory law but scaling.trajectory is not available; "
-            "trajectory() will not work",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return None
-    return cls.from_dict(d)
 
 
 def _numeric_allocation(loss_law, flops: float) -> tuple[float, float]:
@@ -865,19 +776,10 @@ def fit(
 
 
 def _fit_trajectory(runs: pd.DataFrame, curves, options: dict):
-    cls = _trajectory_cross_class()
-    if cls is None:
-        warnings.warn(
-            "curves given but scaling.trajectory (the trajectory law) is not available: "
-            "no trajectory law fitted",
-            UserWarning,
-            stacklevel=3,
-        )
-        return None
     if isinstance(curves, (str, os.PathLike)):
         curves = pd.read_csv(curves)
     try:
-        return cls(**options).fit(runs, curves)
+        return CrossSizeTrajectoryLaw(**options).fit(runs, curves)
     except (ValueError, RuntimeError) as exc:
         warnings.warn(f"trajectory law not fitted: {exc}", UserWarning, stacklevel=3)
         return None
