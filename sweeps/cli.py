@@ -154,9 +154,14 @@ def main(argv: list[str] | None = None) -> int:
 
         return engine.main(argv)
     args = build_parser().parse_args(argv)
-    if args.command == "train":
-        return _train(args)
-    return _coordcheck(args)
+    try:
+        if args.command == "train":
+            return _train(args)
+        return _coordcheck(args)
+    except (ValueError, FileNotFoundError) as exc:
+        # Bad settings or a missing corpus: one line naming the problem, no traceback.
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -129,3 +129,11 @@ def test_cli_train_prints_result_and_writes_curve(tmp_path, capsys):
     row = __import__("json").loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert row["schedule"] == "wsd" and row["steps"] == 8 and math.isfinite(row["loss"])
     assert curve.read_text().startswith("step,tokens,lr,train_loss,loss")
+
+
+def test_train_command_bad_settings_are_one_error_line(capsys):
+    from sweeps.cli import main
+
+    assert main(["train", "--width", "100", "--head-dim", "32"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "width must be a multiple of head_dim" in err[0]
