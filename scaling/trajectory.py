@@ -430,6 +430,18 @@ class TrajectoryLaw:
         self.seed = seed
         self._reset()
 
+    def _fit_theta_and_bootstrap(self, starts, fits, bounds) -> None:
+        """The fit shared by both laws: best start, then bootstrap refits and residuals."""
+        res = _fit_theta(starts, fits, bounds, self.huber_delta)
+        self.theta_ = np.asarray(res.x, dtype=np.float64)
+        self.converged_ = bool(res.success)
+        self.n_iter_ = int(res.nit)
+        self.objective_ = float(res.fun)
+        self.theta_boot_ = _bootstrap(
+            self.theta_, fits, bounds, self.huber_delta, self.n_bootstrap, self.seed + 1
+        )
+        self.residuals_ = _residual_summary(self.theta_, fits)
+
     def _reset(self) -> None:
         self.theta_: np.ndarray | None = None
 
@@ -464,15 +476,7 @@ class TrajectoryLaw:
         starts = [_heuristic_phi(xy)] + [_heuristic_phi(xy, rng) for _ in range(self.n_starts - 1)]
         min_loss = float(min(np.exp(cv.log_loss).min() for cv in fits))
         bounds = _local_bounds(min_loss)
-        res = _fit_theta(starts, fits, bounds, self.huber_delta)
-        self.theta_ = np.asarray(res.x, dtype=np.float64)
-        self.converged_ = bool(res.success)
-        self.n_iter_ = int(res.nit)
-        self.objective_ = float(res.fun)
-        self.theta_boot_ = _bootstrap(
-            self.theta_, fits, bounds, self.huber_delta, self.n_bootstrap, self.seed + 1
-        )
-        self.residuals_ = _residual_summary(self.theta_, fits)
+        self._fit_theta_and_bootstrap(starts, fits, bounds)
         self.loss_cap_ = _loss_cap(curves, [cv.run_id for cv in fits])
         self.n_runs_ = len(fits)
         return self
@@ -577,6 +581,7 @@ class CrossSizeTrajectoryLaw:
     _N_THETA_V1 = 11  # format_version 1 files: no peak-LR terms
 
     __init__ = TrajectoryLaw.__init__  # the same settings
+    _fit_theta_and_bootstrap = TrajectoryLaw._fit_theta_and_bootstrap
 
     def _reset(self) -> None:
         self.theta_: np.ndarray | None = None
@@ -673,15 +678,7 @@ class CrossSizeTrajectoryLaw:
         self.run_ids_ = [cv.run_id for cv in fits]
         bounds = self._bounds(fits)
         starts = self._starts(data, bounds)
-        res = _fit_theta(starts, fits, bounds, self.huber_delta)
-        self.theta_ = np.asarray(res.x, dtype=np.float64)
-        self.converged_ = bool(res.success)
-        self.n_iter_ = int(res.nit)
-        self.objective_ = float(res.fun)
-        self.theta_boot_ = _bootstrap(
-            self.theta_, fits, bounds, self.huber_delta, self.n_bootstrap, self.seed + 1
-        )
-        self.residuals_ = _residual_summary(self.theta_, fits)
+        self._fit_theta_and_bootstrap(starts, fits, bounds)
         self.loss_cap_ = _loss_cap(curves, self.run_ids_)
         used = runs_ok.loc[self.run_ids_]
         steps_used = [int(s) for s in used["steps"]] if "steps" in used else [0]
