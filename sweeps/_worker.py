@@ -302,6 +302,7 @@ class Worker:
             eval_tokens=t.eval_tokens,
             seed=self.cfg.seed,
             device=t.device,
+            precision=t.precision,
             corpus=self.cfg.corpus,
             log_every=t.log_every,
             threads=self.threads,

@@ -49,6 +49,8 @@ def _add_train(sub) -> None:
     p.add_argument("--eval-tokens", type=_count, default=65536)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="auto: bf16 autocast on CUDA, fp32 on the CPU")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--corpus", default=None, help="text file/folder, prepared folder or .bin")
     p.add_argument("--vocab-size", type=int, default=None, help="for a .bin corpus")
@@ -74,8 +76,8 @@ def _train(args) -> int:
             final_lr_frac=args.final_lr_frac, decay_frac=args.decay_frac,
         ),
         weight_decay=args.weight_decay, grad_clip=args.grad_clip, eval_every=args.eval_every,
-        eval_tokens=args.eval_tokens, seed=args.seed, device=args.device, corpus=args.corpus,
-        corpus_vocab_size=args.vocab_size, threads=args.threads,
+        eval_tokens=args.eval_tokens, seed=args.seed, device=args.device, precision=args.precision,
+        corpus=args.corpus, corpus_vocab_size=args.vocab_size, threads=args.threads,
     )  # fmt: skip
     result = train(config, progress=True)
     row = result.to_row()

@@ -243,6 +243,7 @@ class TrainSettings:
     eval_tokens: int = 65536
     log_every: int = 10
     device: str = "auto"
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
 
     @classmethod
     def parse(cls, t: dict[str, Any]) -> TrainSettings:
@@ -259,6 +260,12 @@ class TrainSettings:
             if not isinstance(t["device"], str) or not t["device"]:
                 raise _Invalid(f"train.device must be a device string, got {t['device']!r}")
             kw["device"] = t["device"]
+        if "precision" in t:
+            from sweeps.train import PRECISIONS
+
+            if t["precision"] not in PRECISIONS:
+                raise _Invalid(f"train.precision must be one of {PRECISIONS}, got {t['precision']!r}")
+            kw["precision"] = t["precision"]
         return cls(**kw)
 
 

@@ -26,6 +26,9 @@ __all__ = ["RunResult", "TrainConfig", "resolve_device", "train"]
 # A run has diverged when its training loss is non-finite or exceeds this multiple of the
 # larger of its first loss and ln(vocab) (the loss of a uniform guess).
 DIVERGENCE_FACTOR = 1.5
+PRECISIONS = ("auto", "fp32", "bf16")
+EVAL_BATCH = 32  # sequences per validation batch, at least
+CHECK_EVERY = 10  # on a GPU, steps between divergence checks (and host-device syncs)
 
 Callback = Callable[[int, int, float], None]
 
@@ -45,6 +48,9 @@ class TrainConfig:
     eval_tokens: int = 65_536
     seed: int = 0
     device: str = "auto"
+    # "auto": bf16 autocast on CUDA, fp32 on the CPU; "fp32": fp32 everywhere (what a sweep
+    # whose runs must agree across CPUs and GPUs asks for); "bf16": bf16 autocast everywhere.
+    precision: str = "auto"
     corpus: str | Path | None = None
     corpus_vocab_size: int | None = None  # only for a pre-tokenized .bin corpus
     log_every: int = 1
@@ -64,6 +70,8 @@ class TrainConfig:
                 f"batch_tokens must hold at least one sequence: {self.batch_tokens=} < "
                 f"seq_len={self.model.seq_len}"
             )
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.weight_decay < 0 or self.grad_clip < 0:
             raise ValueError(f"{self.weight_decay=} and {self.grad_clip=} must be >= 0")
 
@@ -98,6 +106,13 @@ class RunResult:
     curve: pd.DataFrame  # step, tokens, lr, train_loss, loss (val, NaN where not evaluated)
     tokens_trained: int = 0  # tokens actually trained on (fewer than `tokens` if diverged)
 
+    @property
+    def dtype(self) -> str:
+        """What the run computed in: "bf16 autocast" or "fp32"."""
+        cuda = self.device.startswith("cuda")
+        p = self.config.precision
+        return "bf16 autocast" if p == "bf16" or (p == "auto" and cuda) else "fp32"
+
     def to_row(self) -> dict:
         """The runs-table (contract 1) columns this run knows."""
         cfg, m = self.config, self.config.model
@@ -124,6 +139,7 @@ class RunResult:
             "flops": 6.0 * self.n_params * self.tokens,
             "wall_seconds": self.wall_seconds,
             "device": self.device,
+            "dtype": self.dtype,
             "parametrization": m.parametrization,
             "base_width": m.base_width if m.mup else None,
         }
@@ -200,35 +216,43 @@ def _train(
     steps, batch_size = cfg.steps, cfg.batch_size
     corpus.check_budget(steps * batch_size * mcfg.seq_len)
     device = resolve_device(cfg.device)
-    if device.type == "cuda":
-        autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16)  # noqa: E731
-    else:
-        autocast = nullcontext
+    autocast = autocast_for(device, cfg.precision)
 
     torch.manual_seed(cfg.seed)
     model = build_model(mcfg).to(device)
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     lrs = cfg.schedule.lrs(cfg.lr, steps)
     train_batches = corpus.batches(batch_size, mcfg.seq_len, seed=cfg.seed)
-    val_batches = corpus.eval_batches(cfg.eval_tokens, batch_size, mcfg.seq_len)
+    # The validation windows do not depend on the batch size: evaluate them in batches of at
+    # least EVAL_BATCH sequences, held on the device (fewer, larger launches on a GPU).
+    val_batches = [
+        (x.to(device), y.to(device))
+        for x, y in corpus.eval_batches(cfg.eval_tokens, max(batch_size, EVAL_BATCH), mcfg.seq_len)
+    ]
     tokens_per_step = batch_size * mcfg.seq_len
     rows: list[dict] = []
     limit, diverged, val_loss = math.inf, False, math.nan
     bar = _progress(steps, progress)
+    train_loss = math.nan
+    # Reading the loss makes the host wait for the device: on a GPU, only at the steps that
+    # log, evaluate or check for divergence (every CHECK_EVERY), so launches stay queued.
+    check_every = 1 if device.type == "cpu" else CHECK_EVERY
     for step in range(steps):
         x, y = next(train_batches)
         loss = train_step(model, optimizer, x, y, lrs[step], cfg.grad_clip, device, autocast)
-        train_loss = loss.item()
-        if step == 0:
-            limit = DIVERGENCE_FACTOR * max(train_loss, math.log(mcfg.vocab_size))
         done = step + 1
         is_eval = done % cfg.eval_every == 0 or done == steps
-        if not math.isfinite(train_loss) or train_loss > limit:
-            diverged = True
-        elif is_eval:
+        is_log = done % cfg.log_every == 0
+        if step == 0 or is_eval or is_log or done % check_every == 0:
+            train_loss = loss.item()
+            if step == 0:
+                limit = DIVERGENCE_FACTOR * max(train_loss, math.log(mcfg.vocab_size))
+            if not math.isfinite(train_loss) or train_loss > limit:
+                diverged = True
+        if is_eval and not diverged:
             val_loss = evaluate(model, val_batches, device, autocast)
             diverged = not math.isfinite(val_loss) or val_loss > limit
-        if done % cfg.log_every == 0 or is_eval or diverged:
+        if is_log or is_eval or diverged:
             rows.append(
                 {
                     "step": done,
@@ -239,7 +263,8 @@ def _train(
                 }
             )
         bar.update(1)
-        bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{val_loss:.3f}")
+        if progress:
+            bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{val_loss:.3f}", refresh=False)
         if diverged:
             break
         if is_eval and callback is not None:
@@ -254,6 +279,13 @@ def _train(
         wall_seconds=time.perf_counter() - started, device=_device_name(device),
         curve=pd.DataFrame(rows, columns=["step", "tokens", "lr", "train_loss", "loss"]),
     )  # fmt: skip
+
+
+def autocast_for(device: torch.device, precision: str = "auto"):
+    """The autocast context factory for a device and a TrainConfig.precision."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext
 
 
 def _device_name(device: torch.device) -> str:

@@ -137,3 +137,42 @@ def test_train_command_bad_settings_are_one_error_line(capsys):
     assert main(["train", "--width", "100", "--head-dim", "32"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "width must be a multiple of head_dim" in err[0]
+
+
+def test_precision_is_validated_and_bf16_changes_the_numbers(corpus):
+    with pytest.raises(ValueError, match="precision"):
+        tiny(precision="fp16")
+    fp32 = train(tiny(tokens=256 * 4, device="cpu"), corpus=corpus)
+    bf16 = train(tiny(tokens=256 * 4, device="cpu", precision="bf16"), corpus=corpus)
+    assert fp32.to_row()["dtype"] == "fp32" and bf16.to_row()["dtype"] == "bf16 autocast"
+    assert not np.allclose(fp32.curve["train_loss"], bf16.curve["train_loss"], rtol=0, atol=1e-7)
+    assert np.allclose(fp32.curve["train_loss"], bf16.curve["train_loss"], rtol=0.02)
+
+
+# The GPU path. CI has no GPU, so these run where one is (the `device` machine of our
+# sessions: `pytest tests/test_train.py -k cuda` there); elsewhere they are deselected by the
+# marker below (reported as skipped).
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+@pytest.mark.parametrize("precision", ["auto", "fp32"])
+def test_cuda_run_learns_and_reports_its_device(corpus, precision):
+    result = train(tiny(device="cuda", precision=precision, tokens=256 * 40), corpus=corpus)
+    row = result.to_row()
+    assert row["device"].startswith("cuda:")
+    assert row["dtype"] == ("bf16 autocast" if precision == "auto" else "fp32")
+    assert not result.diverged and result.loss < math.log(256) - 0.5
+
+
+@cuda
+def test_cuda_fp32_matches_cpu_fp32(corpus):
+    cpu = train(tiny(tokens=256 * 8, device="cpu"), corpus=corpus)
+    gpu = train(tiny(device="cuda", precision="fp32", tokens=256 * 8), corpus=corpus)
+    np.testing.assert_allclose(gpu.curve["train_loss"], cpu.curve["train_loss"], rtol=1e-3)
+
+
+@cuda
+def test_cuda_divergent_lr_ends_early(corpus):
+    result = train(tiny(device="cuda", lr=1e4, tokens=256 * 40), corpus=corpus)
+    assert result.diverged and math.isnan(result.loss) and result.tokens_trained < result.tokens
