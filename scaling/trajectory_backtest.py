@@ -59,7 +59,7 @@ def _score_schedules(law, test, group, curves, lrs_of, skip_frac, n_params, fitt
                 "n_params": n_params,
                 "schedule": group.loc[rid, "schedule"],
                 "lr": float(group.loc[rid, "lr"]),
-                "fitted_on": f"{fitted_on} (same size, peak LR, length)",
+                "fitted_on": f"{fitted_on} (same size, peak LR, length, batch)",
                 "n_points": int(steps.size),
                 "mean_rel_err": mean,
                 "max_rel_err": worst,
@@ -95,24 +95,35 @@ def backtest(
     # 1. Held-out schedules, one size, peak LR and run length at a time (the protocol of Luo
     # et al.): the single-size law is the multi-power law at one peak LR (its LR dependence
     # does not carry across a wide LR grid), so each held-out run is predicted from the fitted
-    # schedules' runs of its own size, peak LR and length.
+    # schedules' runs of its own size, peak LR, length and batch.
     for n_params, group in ok.groupby("n_params"):
         peak = {rid: float(lrs_of[rid].max()) for rid in group.index}
         fit_ids = [rid for rid in group.index if group.loc[rid, "schedule"] in fit_schedules]
         test_all = [rid for rid in group.index if rid not in fit_ids]
-        by_lr: dict[tuple[float, int], list[str]] = {}
+        # Runs of one length at one peak LR may still differ in batch size (and so in
+        # budget): the single-size law knows neither, so the batch must match too.
+        batch = {rid: float(group.loc[rid, "batch_tokens"]) for rid in group.index}
+        by_lr: dict[tuple[float, int, float], list[str]] = {}
         for rid in test_all:
             n_steps = lrs_of[rid].size
             key = next(
-                (k for k in by_lr if k[1] == n_steps and abs(peak[rid] / k[0] - 1) <= LR_TOL),
-                (peak[rid], n_steps),
+                (
+                    k
+                    for k in by_lr
+                    if k[1] == n_steps
+                    and k[2] == batch[rid]
+                    and abs(peak[rid] / k[0] - 1) <= LR_TOL
+                ),
+                (peak[rid], n_steps, batch[rid]),
             )
             by_lr.setdefault(key, []).append(rid)
-        for (lr, n_steps), test in by_lr.items():
+        for (lr, n_steps, bt), test in by_lr.items():
             train = [
                 rid
                 for rid in fit_ids
-                if abs(peak[rid] / lr - 1) <= LR_TOL and lrs_of[rid].size == n_steps
+                if abs(peak[rid] / lr - 1) <= LR_TOL
+                and lrs_of[rid].size == n_steps
+                and batch[rid] == bt
             ]
             if not train:
                 continue
@@ -229,7 +240,7 @@ def _markdown(table, excluded, command: str, seconds: float, skip_frac: float) -
         f"<= {SIZE_TARGET:.0%} on the held-out largest size.",
         "",
         "Held-out schedule: the single-size law fitted on the fitted schedules' runs of the same",
-        "size, peak LR and length (the protocol of Luo et al.; the law's LR dependence holds at",
+        "size, peak LR, length and batch (the protocol of Luo et al.; the law's LR dependence holds at",
         "one peak LR), asked for the other schedules' runs. Held-out size: the cross-size law",
         "(parameters as power laws of N, with peak-LR terms) fitted on every run of the smaller",
         "sizes, at every LR and schedule, asked for every run of the largest size.",

@@ -18,6 +18,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.trial import FrozenTrial, TrialState
@@ -51,12 +52,56 @@ def make_sampler(cfg: SweepConfig, cell: Cell, n_existing: int) -> optuna.sample
             warn_independent_sampling=False,
         )
     if name == "grid":
-        # The grid's order is shuffled by the seed and trials keep a grid index, so every
-        # worker must use the same seed per cell (the storage keeps them from repeating).
-        return optuna.samplers.GridSampler(
-            grid_space(cfg), seed=zlib.crc32(f"{cfg.seed}:{cell.name}".encode())
-        )
+        return _SlotGridSampler(grid_points(cfg, cell))
     return optuna.samplers.RandomSampler(seed=seed)
+
+
+def is_grid(cfg: SweepConfig, cell: Cell) -> bool:
+    return cfg.sampler.name == "grid" and not cell.is_variant
+
+
+def grid_points(cfg: SweepConfig, cell: Cell) -> list[dict[str, Any]]:
+    """The cell's grid as a list of points, in an order shuffled by the sweep's seed (so that
+    a partly run sweep covers the grid evenly); a trial's slot indexes this list."""
+    space = grid_space(cfg)
+    points = [{"lr": lr, "batch_tokens": bt} for lr in space["lr"] for bt in space["batch_tokens"]]
+    order = np.random.default_rng(zlib.crc32(f"{cfg.seed}:{cell.name}".encode())).permutation(
+        len(points)
+    )
+    return [points[i] for i in order]
+
+
+def _point_key(params: dict[str, Any]) -> tuple | None:
+    if "lr" not in params or "batch_tokens" not in params:
+        return None
+    return (round(math.log(float(params["lr"])), 9), int(params["batch_tokens"]))
+
+
+def _trial_params(t: FrozenTrial) -> dict[str, Any]:
+    """A trial's parameters, or for a WAITING retry the ones it will be given."""
+    return t.params or t.system_attrs.get("fixed_params", {}) or {}
+
+
+class _SlotGridSampler(optuna.samplers.BaseSampler):
+    """Grid search that takes each trial's point from its slot, which the worker assigns
+    under the planning lock among the points no holding trial covers. (Optuna's GridSampler
+    counts a FAIL trial's point as visited: after an interrupted sweep it repeated covered
+    points and never ran the failed ones.)"""
+
+    def __init__(self, points: list[dict[str, Any]]) -> None:
+        self.points = points
+
+    def infer_relative_search_space(self, study, trial):
+        return {}
+
+    def sample_relative(self, study, trial, search_space):
+        return {}
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        slot = trial.user_attrs.get("slot")
+        if slot is None:
+            raise RuntimeError("grid trial without a slot")
+        return self.points[int(slot) % len(self.points)][param_name]
 
 
 def grid_space(cfg: SweepConfig) -> dict[str, list]:
@@ -84,12 +129,23 @@ def make_pruner(cfg: SweepConfig) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def cell_progress(trials: list[FrozenTrial]) -> dict[str, int]:
+def cell_progress(trials: list[FrozenTrial], distinct: bool = False) -> dict[str, int]:
+    """Trial counts by state, plus `holding` and `finished`. With `distinct` (grid cells),
+    `holding` and `finished` count distinct grid points, and `duplicates` the finished trials
+    that repeat a point (left by the GridSampler of earlier versions)."""
     counts = {s.name.lower(): 0 for s in TrialState}
     for t in trials:
         counts[t.state.name.lower()] += 1
     counts["holding"] = sum(1 for t in trials if t.state in HOLDING)
     counts["finished"] = counts["complete"] + counts["pruned"]
+    counts["duplicates"] = 0
+    if distinct:
+        finished = [_point_key(_trial_params(t)) for t in trials if t.state in FINISHED]
+        holding = {_point_key(_trial_params(t)) for t in trials if t.state in HOLDING}
+        unique = set(finished)
+        counts["duplicates"] = len(finished) - len(unique)
+        counts["finished"] = len(unique)
+        counts["holding"] = len(holding)
     return counts
 
 
@@ -190,7 +246,7 @@ class Worker:
                         study = self.study(cell)
                         self._fail_stale(study)
                         trials = study.get_trials(deepcopy=False)
-                        counts = cell_progress(trials)
+                        counts = cell_progress(trials, distinct=is_grid(self.cfg, cell))
                         if counts["finished"] >= cell.n_trials and not (
                             counts["running"] or counts["waiting"]
                         ):
@@ -223,7 +279,10 @@ class Worker:
     def _run_one(self, study: optuna.Study, cell: Cell, by_name: dict[str, Cell]) -> None:
         def objective(trial: optuna.Trial) -> float:
             try:
-                slot = self._assign_slot(study, trial, cell)
+                if is_grid(self.cfg, cell):
+                    slot = self._assign_grid_slot(study, trial, cell)
+                else:
+                    slot = self._assign_slot(study, trial, cell)
             finally:
                 self.lock.release()
             if self.spec.kind == "journal":
@@ -236,6 +295,22 @@ class Worker:
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         study.optimize(objective, n_trials=1, catch=(), gc_after_trial=False)
         self.trials_run += 1
+
+    def _assign_grid_slot(self, study: optuna.Study, trial: optuna.Trial, cell: Cell) -> int:
+        """The first grid point (in the cell's shuffled order) that no holding trial covers;
+        a retry keeps its slot."""
+        if "slot" in trial.user_attrs:
+            return int(trial.user_attrs["slot"])
+        points = grid_points(self.cfg, cell)
+        taken = {
+            _point_key(_trial_params(t))
+            for t in study.get_trials(deepcopy=False, states=HOLDING)
+            if t.number != trial.number
+        }
+        free = [i for i, p in enumerate(points) if _point_key(p) not in taken]
+        slot = free[0] if free else len(taken) % len(points)
+        trial.set_user_attr("slot", slot)
+        return slot
 
     @staticmethod
     def _assign_slot(study: optuna.Study, trial: optuna.Trial, cell: Cell) -> int:

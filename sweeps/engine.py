@@ -23,6 +23,7 @@ from sweeps._worker import (
     Worker,
     best_run,
     cell_progress,
+    is_grid,
     row_and_curve,
     study_name,
 )
@@ -90,7 +91,7 @@ def sweep_status(cfg: SweepConfig, storage_url: str, storage=None) -> list[dict[
     for cell in cfg.cells():
         study = _load_study(storage, cfg, cell)
         trials = study.get_trials(deepcopy=False) if study else []
-        counts = cell_progress(trials)
+        counts = cell_progress(trials, distinct=is_grid(cfg, cell))
         rows = [r for t in trials if (r := row_and_curve(t))]
         best = best_run(trials)
         out.append(
@@ -270,16 +271,25 @@ def export(
     out_dir = Path(out) if out else cfg.out_dir
     rows: list[dict[str, Any]] = []
     curves: list[pd.DataFrame] = []
-    missing = 0
+    missing = duplicates = 0
     for cell in cfg.cells():
         study = _load_study(store, cfg, cell)
         trials = study.get_trials(deepcopy=False, states=FINISHED) if study else []
         found = 0
+        seen: set = set()
         for trial in sorted(trials, key=lambda t: t.number):
             got = row_and_curve(trial)
             if got is None:
                 continue
             row, curve = got
+            if is_grid(cfg, cell):
+                # A repeat of a grid point (possible in storages written before the slot
+                # grid) is the same run again: keep the first.
+                key = (round(math.log(float(row["lr"])), 9), int(row["batch_tokens"]))
+                if key in seen:
+                    duplicates += 1
+                    continue
+                seen.add(key)
             found += 1
             rows.append(row)
             if curve.get("step"):
@@ -287,6 +297,8 @@ def export(
                 frame.insert(0, "run_id", row["run_id"])
                 curves.append(frame)
         missing += max(0, cell.n_trials - found)
+    if duplicates:
+        print(f"note: left out {duplicates} repeated grid run(s)", file=sys.stderr)
     runs = pd.DataFrame(rows)
     for col in RUN_COLUMNS:
         if col not in runs.columns:

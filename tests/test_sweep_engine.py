@@ -318,3 +318,40 @@ def test_grid_sampler_visits_each_point_once(tmp_path, corpus_file):
     assert len(points) == 4 and len(set(points)) == 4  # 2 LRs x 2 batch sizes, none repeated
     assert set(runs["batch_tokens"]) == {256, 512}
     assert sorted(set(runs["lr"].round(12))) == [0.003, 0.03]
+
+
+def test_grid_sweep_interrupted_then_resumed_covers_every_point_once(tmp_path, corpus_file,
+                                                                      monkeypatch):
+    """An interrupt (SIGINT / Ctrl-C) fails the running trial; the resumed sweep must run the
+    failed point and every other point exactly once. (Optuna's GridSampler counted a failed
+    point as visited, so resumed sweeps repeated finished points and skipped failed ones.)"""
+    import sweeps.train
+
+    text = write_config(tmp_path, corpus_file).read_text()
+    text = text.split("[[variants]]")[0]
+    text = text.replace("trials_per_cell = 2\n", "").replace('name = "tpe"', 'name = "grid"')
+    text = text.replace("widths = [16, 32]", "widths = [16]")
+    text = text.replace("batch_tokens = [256, 512]", "batch_tokens = [256, 512]\ngrid_points = 3")
+    path = tmp_path / "grid.toml"
+    path.write_text(text)
+    cfg = load_config(path)
+    storage = f"sqlite:///{tmp_path / 'storage.db'}"
+    real_train, calls = sweeps.train.train, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) in (2, 4):
+            raise KeyboardInterrupt
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(sweeps.train, "train", interrupted)
+    for _ in range(2):  # two interrupted sessions
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(cfg, storage, workers=1, threads=1, progress=False)
+    states = [t.state.name for t in _trials(storage)]
+    assert states.count("FAIL") == 2
+    run_sweep(cfg, storage, workers=1, threads=1, progress=False)  # resume to the end
+    runs = pd.read_csv(export(cfg, storage, tmp_path / "out")[0])
+    points = list(zip(runs["lr"].round(12), runs["batch_tokens"], strict=True))
+    assert len(points) == 6 and len(set(points)) == 6  # 3 LRs x 2 batch sizes, none repeated
+    assert len(calls) == 8  # 6 points + the 2 interrupted attempts, nothing run twice

@@ -1,0 +1,384 @@
+"""Extrapolation backtests of a sweep's laws: does a law fitted on the smaller proxies (or the
+shorter runs) predict the largest ones?
+
+Two experiments, each a refit without part of the sweep:
+
+- held-out size: every run of the largest n_params is left out;
+- held-out budget: every run of the largest token budget is left out.
+
+For each held-out cell the refitted laws predict the optimal LR, the optimal batch size, the
+final loss and the loss curve, and we compare with what the sweep itself found there:
+
+- `gap_pct`: the loss at the predicted (lr, batch), read off the cell's measured LR x batch
+  grid by linear interpolation in (log lr, log batch), against the cell's best measured run.
+  Linear interpolation of a convex landscape over-estimates the loss between grid points, so
+  this is a conservative stand-in for a new run at the predicted setting; a prediction
+  outside the grid is clamped to its edge and flagged.
+- `loss_error_pct`: the loss law's prediction against the cell's best measured loss.
+- `lr_ratio`, `batch_ratio`: predicted over the cell's fitted optimum.
+- `curve_mean_rel_err`: the trajectory law (cross-size form, refitted on the held-in runs)
+  predicts the whole curve of the cell's best run, at its LR, batch and schedule; mean
+  relative error over the points the trajectory law is judged on (after the first
+  SKIP_FRAC of the run).
+
+    python -m scaling.backtest --runs R --curves C --out results/<name>/backtest.md
+
+writes the markdown report, a JSON of the same numbers and a PNG figure next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .optimum import searched_cells
+from .runs import validate_runs
+
+__all__ = ["TARGETS", "extrapolation_backtest", "grid_loss_at"]
+
+# Targets of issue 7.
+TARGETS = {"gap_pct": 0.5, "loss_error_pct": 1.0, "curve_mean_rel_err_pct": 1.0}
+
+
+def grid_loss_at(cell_runs: pd.DataFrame, lr: float, batch_tokens: float) -> tuple[float, bool]:
+    """The loss at (lr, batch_tokens) read off a cell's measured grid: linear interpolation in
+    (log lr, log batch), clamped to the grid (returns the loss and whether it was clamped).
+    Diverged runs count as the cell's worst finished loss."""
+    from scipy.interpolate import RegularGridInterpolator
+
+    df = cell_runs[~cell_runs["pruned"].to_numpy()] if "pruned" in cell_runs else cell_runs
+    worst = float(np.nanmax(df["loss"].to_numpy(dtype=float)))
+    loss = df["loss"].to_numpy(dtype=float)
+    loss = np.where(np.isfinite(loss), loss, worst)
+    lrs = np.unique(np.round(np.log(df["lr"].to_numpy(dtype=float)), 9))
+    bts = np.unique(np.round(np.log(df["batch_tokens"].to_numpy(dtype=float)), 9))
+    grid = np.full((lrs.size, bts.size), np.nan)
+    for lr_, bt_, value in zip(df["lr"], df["batch_tokens"], loss, strict=True):
+        i = np.searchsorted(lrs, round(math.log(lr_), 9))
+        j = np.searchsorted(bts, round(math.log(bt_), 9))
+        grid[i, j] = value if np.isnan(grid[i, j]) else min(grid[i, j], value)
+    if np.isnan(grid).any():
+        raise ValueError(f"cell {cell_runs['cell'].iloc[0]!r} is not a full lr x batch grid")
+    x = np.log(lr)
+    y = np.log(batch_tokens) if np.isfinite(batch_tokens) else bts[0]
+    xc, yc = float(np.clip(x, lrs[0], lrs[-1])), float(np.clip(y, bts[0], bts[-1]))
+    clamped = not (math.isclose(xc, x, abs_tol=1e-9) and math.isclose(yc, y, abs_tol=1e-9))
+    if lrs.size == 1 or bts.size == 1:
+        axis, values = (bts, grid[0]) if lrs.size == 1 else (lrs, grid[:, 0])
+        value = float(np.interp(yc if lrs.size == 1 else xc, axis, values))
+        return value, clamped
+    interp = RegularGridInterpolator((lrs, bts), grid, method="linear")
+    return float(interp([[xc, yc]])[0]), clamped
+
+
+def _nominal_tokens(runs: pd.DataFrame) -> pd.Series:
+    """Each run's budget as its cell's median (runs at different batch sizes round the same
+    budget to slightly different token counts)."""
+    return runs.groupby("cell")["tokens"].transform("median")
+
+
+def _curve_error(law, row: pd.Series, curves: pd.DataFrame, skip_frac: float):
+    from .trajectory import fitted_steps, lr_schedule_of_run
+
+    lrs = lr_schedule_of_run(row)
+    c = curves[curves["run_id"] == str(row["run_id"])]
+    c = c[np.isfinite(c["loss"].to_numpy(dtype=float))].sort_values("step")
+    steps = c["step"].to_numpy(dtype=np.int64)
+    keep = fitted_steps(steps, lrs, skip_frac)
+    if not keep.any():
+        return None
+    steps, loss = steps[keep], c["loss"].to_numpy(dtype=float)[keep]
+    pred = law.predict(float(row["n_params"]), lrs, float(row["batch_tokens"]), steps=steps)
+    rel = np.abs(pred / loss - 1.0)
+    full = law.predict(float(row["n_params"]), lrs, float(row["batch_tokens"]))
+    return {
+        "mean": float(rel.mean()),
+        "max": float(rel.max()),
+        "steps": steps,
+        "loss": loss,
+        "pred_full": full,
+    }
+
+
+def _one(
+    runs: pd.DataFrame,
+    curves: pd.DataFrame | None,
+    hold: str,
+    seed: int,
+    skip_frac: float,
+) -> tuple[dict[str, Any], list]:
+    from .laws import _fit_core
+
+    searched = runs[searched_cells(runs).to_numpy()]
+    column = "n_params" if hold == "size" else "_tokens"
+    held_value = float(searched[column].max())
+    held = np.isclose(runs[column].to_numpy(dtype=float), held_value, rtol=0.01)
+    held_searched = np.isclose(searched[column].to_numpy(dtype=float), held_value, rtol=0.01)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table, *_ = _fit_core(searched, 0, seed, 1)
+        _, loss_law, lr_law, _, batch_law, _ = _fit_core(searched[~held_searched], 0, seed, 1)
+    traj = None
+    if curves is not None:
+        from .trajectory import CrossSizeTrajectoryLaw
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traj = CrossSizeTrajectoryLaw(n_bootstrap=0, skip_frac=skip_frac, seed=seed).fit(
+                runs[~held], curves
+            )
+    rows, plots = [], []
+    cells = table[
+        np.isclose(table["n_params" if hold == "size" else "tokens"], held_value, rtol=0.01)
+    ]
+    for _, cell in cells.iterrows():
+        cell_runs = searched[searched["cell"].astype(str) == str(cell["cell"])]
+        n, d = float(cell["n_params"]), float(cell["tokens"])
+        finished = cell_runs[np.isfinite(cell_runs["loss"].to_numpy(dtype=float))]
+        best_run = finished.loc[finished["loss"].idxmin()]
+        best = float(best_run["loss"])
+        row: dict[str, Any] = {
+            "cell": str(cell["cell"]),
+            "n_params": n,
+            "tokens": d,
+            "best_loss": best,
+            "best_lr": float(best_run["lr"]),
+            "best_batch_tokens": float(best_run["batch_tokens"]),
+            "lr_opt": float(cell["lr_opt"]),
+            "batch_opt": float(cell["batch_opt"]),
+        }
+        lr_pred = float(lr_law.predict(n, d, 6 * n * d)) if lr_law is not None else math.nan
+        b_pred = float(batch_law.predict(n, d, 6 * n * d)) if batch_law is not None else math.nan
+        row.update(lr_pred=lr_pred, batch_pred=b_pred)
+        row["lr_ratio"] = lr_pred / row["lr_opt"] if row["lr_opt"] > 0 else math.nan
+        row["batch_ratio"] = b_pred / row["batch_opt"] if row["batch_opt"] > 0 else math.nan
+        if math.isfinite(lr_pred):
+            # Without a batch law, the batch of the cell's best run stands in (flagged).
+            b_eval = b_pred if math.isfinite(b_pred) else row["best_batch_tokens"]
+            at_pred, clamped = grid_loss_at(cell_runs, lr_pred, b_eval)
+            row.update(
+                loss_at_pred=at_pred,
+                gap_pct=100.0 * (at_pred / best - 1.0),
+                clamped=clamped,
+                batch_from_best_run=not math.isfinite(b_pred),
+            )
+        if loss_law is not None:
+            pred = float(loss_law.predict(n, d))
+            row.update(loss_pred=pred, loss_error_pct=100.0 * (pred / best - 1.0))
+        if traj is not None:
+            got = _curve_error(traj, best_run, curves, skip_frac)
+            if got is not None:
+                row.update(
+                    curve_mean_rel_err_pct=100 * got["mean"], curve_max_rel_err_pct=100 * got["max"]
+                )
+                plots.append((hold, row["cell"], got))
+        rows.append(row)
+    summary: dict[str, Any] = {
+        "held_out": hold,
+        "held_out_value": held_value,
+        "fitted_on_runs": int((~held).sum()),
+        "cells": rows,
+        "refit_warnings": sorted({str(w.message) for w in caught}),
+    }
+    for key in ("gap_pct", "loss_error_pct", "curve_mean_rel_err_pct"):
+        vals = np.array([abs(r[key]) for r in rows if key in r and np.isfinite(r[key])])
+        if vals.size:
+            summary[f"mean_abs_{key}"] = float(vals.mean())
+            summary[f"max_abs_{key}"] = float(vals.max())
+            summary[f"meets_{key}"] = bool(vals.mean() <= TARGETS[key])
+    for key in ("lr_ratio", "batch_ratio"):
+        vals = np.array([r[key] for r in rows if np.isfinite(r.get(key, math.nan))])
+        if vals.size:
+            summary[f"geomean_{key}"] = float(np.exp(np.mean(np.log(vals))))
+            summary[f"worst_{key}"] = float(vals[np.argmax(np.abs(np.log(vals)))])
+    return summary, plots
+
+
+def extrapolation_backtest(
+    runs: pd.DataFrame,
+    curves: pd.DataFrame | None = None,
+    *,
+    seed: int = 0,
+    skip_frac: float | None = None,
+) -> tuple[dict[str, Any], list]:
+    """Both experiments: {"size": summary, "budget": summary} and the curves to plot."""
+    from .trajectory import SKIP_FRAC
+
+    runs = validate_runs(runs.copy())
+    if "cell" not in runs.columns:
+        raise ValueError("the runs table needs a 'cell' column (sweeps export writes one)")
+    runs["_tokens"] = _nominal_tokens(runs)
+    if curves is not None:
+        curves = curves.copy()
+        curves["run_id"] = curves["run_id"].astype(str)
+    skip = SKIP_FRAC if skip_frac is None else skip_frac
+    out, plots = {}, []
+    for hold in ("size", "budget"):
+        summary, p = _one(runs, curves, hold, seed, skip)
+        out[hold] = summary
+        plots += p
+    return out, plots
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _fmt(x, spec=".3g") -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    return format(x, spec)
+
+
+def markdown(result: dict[str, Any], command: str, seconds: float) -> str:
+    lines = [
+        "# Extrapolation backtest",
+        "",
+        f"Command: `{command}` ({seconds:.0f} s). Targets (issue 7): the loss at the predicted "
+        f"hyperparameters within {TARGETS['gap_pct']}% of the held-out cell's best, the "
+        f"final-loss prediction within {TARGETS['loss_error_pct']}%, the curve's mean relative "
+        f"error within {TARGETS['curve_mean_rel_err_pct']}%.",
+        "",
+        "- *loss at pred.*: read off the cell's measured LR x batch grid at the predicted "
+        "(lr, batch) by linear interpolation in log space (conservative between grid points; "
+        "`*` = clamped to the grid's edge), against the cell's best run.",
+        "- *loss error*: the loss law against the cell's best run.",
+        "- *lr / batch ratio*: predicted over the cell's fitted optimum.",
+        "- *curve*: the trajectory law refitted on the held-in runs, predicting the curve of the "
+        "cell's best run (mean relative error after the first quarter of the run).",
+        "",
+    ]
+    for hold, title in (("size", "largest model size"), ("budget", "largest token budget")):
+        s = result[hold]
+        value = s["held_out_value"]
+        lines += [
+            f"## Held out: the {title} ({'N' if hold == 'size' else 'D'} = {value:.4g})",
+            "",
+            f"Refitted on {s['fitted_on_runs']} runs.",
+            "",
+            "| cell | best loss | loss at pred. | gap % | loss pred. | loss error % | lr pred. "
+            "| lr opt | lr ratio | batch pred. | batch opt | batch ratio | curve mean % | "
+            "curve max % |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in s["cells"]:
+            star = "*" if r.get("clamped") else ""
+            lines.append(
+                f"| {r['cell']} | {r['best_loss']:.4f} | {_fmt(r.get('loss_at_pred'), '.4f')}"
+                f"{star} | {_fmt(r.get('gap_pct'), '+.2f')} | {_fmt(r.get('loss_pred'), '.4f')} "
+                f"| {_fmt(r.get('loss_error_pct'), '+.2f')} | {_fmt(r['lr_pred'])} | "
+                f"{_fmt(r['lr_opt'])} | {_fmt(r['lr_ratio'], '.2f')} | "
+                f"{_fmt(r['batch_pred'], '.0f')} | {_fmt(r['batch_opt'], '.0f')} | "
+                f"{_fmt(r['batch_ratio'], '.2f')} | "
+                f"{_fmt(r.get('curve_mean_rel_err_pct'), '.2f')} | "
+                f"{_fmt(r.get('curve_max_rel_err_pct'), '.2f')} |"
+            )
+        lines.append("")
+        for key, label in (
+            ("gap_pct", "loss at the predicted hyperparameters vs the cell's best"),
+            ("loss_error_pct", "final-loss error"),
+            ("curve_mean_rel_err_pct", "curve mean relative error"),
+        ):
+            if f"mean_abs_{key}" in s:
+                verdict = "meets" if s[f"meets_{key}"] else "misses"
+                lines.append(
+                    f"- {label}: mean {s[f'mean_abs_{key}']:.2f}%, worst "
+                    f"{s[f'max_abs_{key}']:.2f}% ({verdict} the {TARGETS[key]}% target)"
+                )
+        for key, label in (("lr_ratio", "LR ratio"), ("batch_ratio", "batch ratio")):
+            if f"geomean_{key}" in s:
+                lines.append(
+                    f"- {label} predicted/optimum: geometric mean {s[f'geomean_{key}']:.2f}, "
+                    f"worst {s[f'worst_{key}']:.2f}"
+                )
+        if any(r.get("batch_from_best_run") for r in s["cells"]):
+            lines.append("- no batch law after the refit: the best run's batch stands in")
+        for w in s["refit_warnings"]:
+            lines.append(f"- refit warning: {w}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def figure(result: dict[str, Any], plots: list, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8.5))
+    for col, hold in enumerate(("size", "budget")):
+        s = result[hold]
+        ax = axes[0, col]
+        obs = [r["best_loss"] for r in s["cells"]]
+        pred = [r.get("loss_pred", math.nan) for r in s["cells"]]
+        at = [r.get("loss_at_pred", math.nan) for r in s["cells"]]
+        x = np.arange(len(obs))
+        ax.bar(x - 0.27, obs, 0.27, label="best measured")
+        ax.bar(x, at, 0.27, label="measured grid at predicted lr, batch")
+        ax.bar(x + 0.27, pred, 0.27, label="loss law prediction")
+        ax.set_xticks(x, [r["cell"] for r in s["cells"]], rotation=20, fontsize=8)
+        lo = np.nanmin(obs + pred + at)
+        ax.set_ylim(lo * 0.95, np.nanmax(obs + pred + at) * 1.02)
+        ax.set_ylabel("validation loss (nats/token)")
+        ax.set_title(f"held-out {hold}: final loss")
+        ax.legend(fontsize=7)
+        ax = axes[1, col]
+        for (h, cell, got), color in zip(
+            [p for p in plots if p[0] == hold], plt.cm.viridis(np.linspace(0, 0.9, 8)), strict=False
+        ):
+            ax.plot(got["steps"], got["loss"], ".", ms=3, color=color, label=f"{cell} measured")
+            steps = np.arange(1, got["pred_full"].size + 1)
+            ax.plot(steps, got["pred_full"], "-", lw=1, color=color, label=f"{cell} predicted")
+        ax.set_xscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("validation loss")
+        ax.set_title(f"held-out {hold}: curves of the best runs")
+        if ax.lines:
+            ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m scaling.backtest",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--runs", required=True, type=Path, help="runs table (CSV, contract 1)")
+    p.add_argument("--curves", type=Path, default=None, help="curves table: adds curve errors")
+    p.add_argument("--out", required=True, type=Path, help="markdown report; .json/.png beside")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    for path in (args.runs, args.curves):
+        if path is not None and not path.exists():
+            p.exit(2, f"error: file not found: {path}\n")
+    started = time.perf_counter()
+    runs = pd.read_csv(args.runs)
+    curves = pd.read_csv(args.curves) if args.curves is not None else None
+    try:
+        result, plots = extrapolation_backtest(runs, curves, seed=args.seed)
+    except ValueError as exc:
+        p.exit(2, f"error: {exc}\n")
+    seconds = time.perf_counter() - started
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    command = "python -m scaling.backtest --runs {} {}--out {}".format(
+        args.runs, f"--curves {args.curves} " if args.curves else "", args.out
+    )
+    args.out.write_text(markdown(result, command, seconds))
+    args.out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=float))
+    figure(result, plots, args.out.with_suffix(".png"))
+    print(args.out.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
