@@ -10,8 +10,10 @@ import argparse
 import math
 import multiprocessing as mp
 import os
+import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -115,8 +117,26 @@ def sweep_status(cfg: SweepConfig, storage_url: str, storage=None) -> list[dict[
 # ----------------------------------------------------------------------------- run
 
 
-def _worker_entry(cfg: SweepConfig, url: str, threads: int, gpu: str | None) -> None:
+def _exit_with_parent(parent_pid: int, interval: float = 1.0) -> None:
+    """Interrupt this worker once its parent is gone (killed, even by SIGKILL): the running
+    trial is failed at once, to be re-run on resume, instead of the worker pulling trials on
+    its own."""
+    import _thread
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval)
+        _thread.interrupt_main()
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def _worker_entry(
+    cfg: SweepConfig, url: str, threads: int, gpu: str | None, parent_pid: int | None = None
+) -> None:
     """Body of one worker process (spawned): pin threads/GPU before torch is imported."""
+    if parent_pid is not None:
+        _exit_with_parent(parent_pid)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ["MKL_NUM_THREADS"] = str(threads)
@@ -241,11 +261,30 @@ def run_sweep(
             procs = []
             for i in range(workers):
                 gpu = gpus[i % len(gpus)] if len(gpus) > 1 else None
-                p = ctx.Process(target=_worker_entry, args=(cfg, url, threads, gpu), daemon=False)
+                p = ctx.Process(
+                    target=_worker_entry,
+                    args=(cfg, url, threads, gpu, os.getpid()),
+                    daemon=False,
+                )
                 p.start()
                 procs.append(p)
-            for p in procs:
-                p.join()
+            try:
+                for p in procs:
+                    p.join()
+            except KeyboardInterrupt:
+                # Ctrl-C or SIGTERM here: interrupt the workers too (each fails its running
+                # trial, to be re-run on resume), and wait for them.
+                for p in procs:
+                    if p.is_alive():
+                        os.kill(p.pid, signal.SIGINT)
+                deadline = time.monotonic() + 30
+                for p in procs:
+                    p.join(timeout=max(0.1, deadline - time.monotonic()))
+                for p in procs:
+                    if p.is_alive():  # stuck: its trial is failed later by its heartbeat
+                        p.kill()
+                        p.join()
+                raise
             failed = [p.exitcode for p in procs if p.exitcode != 0]
             if failed:
                 raise SweepError(
@@ -364,7 +403,14 @@ def _guarded(fn, args: argparse.Namespace) -> int:
         return _fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
 
 
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def _run(args: argparse.Namespace) -> int:
+    # SIGTERM (kill, SLURM's scancel, a timeout) stops the sweep as Ctrl-C does.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
     cfg = load_config(args.config)
     url = _storage_url(cfg, args.storage)
     status = run_sweep(

@@ -355,3 +355,61 @@ def test_grid_sweep_interrupted_then_resumed_covers_every_point_once(tmp_path, c
     points = list(zip(runs["lr"].round(12), runs["batch_tokens"], strict=True))
     assert len(points) == 6 and len(set(points)) == 6  # 3 LRs x 2 batch sizes, none repeated
     assert len(calls) == 8  # 6 points + the 2 interrupted attempts, nothing run twice
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_workers_stop_when_the_parent_is_killed(tmp_path, corpus_file, sig):
+    """Killing `sweeps run` (even with SIGKILL) stops its worker processes: they fail their
+    running trials at once (re-run on resume) instead of pulling trials on their own."""
+    path = write_config(tmp_path, corpus_file)
+    path.write_text(path.read_text().replace("[4096]", "[32768]"))
+    storage = f"sqlite:///{tmp_path / 'storage.db'}"
+    args = [sys.executable, "-m", "sweeps.engine", "run", "--config", str(path),
+            "--storage", storage, "--workers", "2", "--threads", "1", "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            try:
+                running = [t for t in _trials(storage) if t.state.name == "RUNNING"]
+            except Exception:
+                continue
+            workers = [c for c in _children(proc.pid) if _alive(c)]
+            if running and len(workers) >= 2:
+                break
+        assert len(workers) >= 2, "the workers never started a trial"
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.2)
+        assert not any(_alive(w) for w in workers), "workers outlived their parent"
+    finally:
+        for pid in [proc.pid, *workers]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait()
+    states = [t.state.name for t in _trials(storage)]
+    assert "RUNNING" not in states and states.count("FAIL") >= 1

@@ -1,0 +1,83 @@
+"""The extrapolation backtest (issue 7): held-out size and budget, on sweeps drawn from known
+laws, and the grid reading of the loss at predicted hyperparameters."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scaling.backtest import extrapolation_backtest, grid_loss_at, main
+from scaling.synthetic import make_sweep
+
+
+def _grid_cell() -> pd.DataFrame:
+    lrs, bts = [1e-3, 2e-3, 4e-3], [1024, 2048]
+    rows = [
+        {"cell": "c", "lr": lr, "batch_tokens": bt, "pruned": False,
+         "loss": 2.0 + (math.log(lr / 2e-3)) ** 2 + 0.1 * (bt == 2048)}
+        for lr in lrs for bt in bts
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_grid_loss_at_interpolates_in_log_space_and_clamps():
+    cell = _grid_cell()
+    assert grid_loss_at(cell, 2e-3, 1024) == (pytest.approx(2.0), False)
+    # Half-way in log lr between 2e-3 and 4e-3: the mean of the two grid values.
+    value, clamped = grid_loss_at(cell, math.sqrt(8e-6), 1024)
+    assert value == pytest.approx(2.0 + 0.5 * math.log(2) ** 2) and not clamped
+    value, clamped = grid_loss_at(cell, 1.0, 4096)  # far outside: the corner, flagged
+    assert value == pytest.approx(2.1 + math.log(2) ** 2) and clamped
+
+
+def test_grid_loss_at_rejects_a_partial_grid():
+    with pytest.raises(ValueError, match="not a full lr x batch grid"):
+        grid_loss_at(_grid_cell().iloc[1:], 2e-3, 1024)
+
+
+def test_backtest_on_a_known_law_is_accurate():
+    # 4 budgets: with only two left after holding one out, the loss law's D term (B, beta)
+    # and E are not separately identified.
+    runs, _ = make_sweep(seed=1, tokens=(1e9, 3e9, 1e10, 3e10), noise=0.0005, jitter=0.1)
+    result, _ = extrapolation_backtest(runs)
+    for hold, n_cells in (("size", 4), ("budget", 5)):  # 5 sizes x 4 budgets
+        s = result[hold]
+        assert len(s["cells"]) == n_cells and s["fitted_on_runs"] < len(runs)
+        assert s["mean_abs_loss_error_pct"] < 1.0, s
+        assert s["mean_abs_gap_pct"] < 1.0, s
+        assert 0.7 < s["geomean_lr_ratio"] < 1.4, s
+    assert result["size"]["held_out_value"] == runs["n_params"].max()
+
+
+def test_backtest_notices_a_wrong_law():
+    """Losses that stop improving with N at the largest size: the size backtest must show a
+    large loss error (it is not a formality)."""
+    runs, _ = make_sweep(seed=1, tokens=(1e9, 3e9, 1e10), noise=0.0005)
+    big = runs["n_params"] == runs["n_params"].max()
+    runs.loc[big, "loss"] *= 1.08
+    result, _ = extrapolation_backtest(runs)
+    assert result["size"]["mean_abs_loss_error_pct"] > 4.0
+
+
+def test_cli_writes_report_json_and_figure(tmp_path, capsys):
+    runs, _ = make_sweep(seed=2, tokens=(1e9, 3e9, 1e10))
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    out = tmp_path / "bt" / "backtest.md"
+    assert main(["--runs", str(tmp_path / "runs.csv"), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "Held out: the largest model size" in text and "largest token budget" in text
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert set(data) == {"size", "budget"}
+    assert out.with_suffix(".png").stat().st_size > 10_000
+    assert np.isfinite(data["budget"]["mean_abs_loss_error_pct"])
+
+
+def test_cli_missing_file_is_one_error_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--runs", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "b.md")])
+    assert exc.value.code == 2
+    assert "file not found" in capsys.readouterr().err
