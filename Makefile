@@ -17,7 +17,7 @@ STORAGE_ARG := $(if $(STORAGE),--storage $(STORAGE),)
 INSTALLED := $(VENV)/.installed
 CORPUS := data/corpus/meta.json
 
-.PHONY: install system-deps corpus test test-fast lint sweep sweep-run export fit sweep-slurm \
+.PHONY: install system-deps corpus test test-fast lint sweep sweep-run export fit backtest sweep-slurm \
         serve bench bench-fit bench-train bench-server coordcheck clean
 
 install: $(INSTALLED) $(CORPUS)
@@ -59,7 +59,7 @@ lint: $(INSTALLED)
 	$(VENV)/bin/ruff check scaling sweeps server tests
 
 # The main job: run the sweep, export its runs, fit the laws and write the report.
-sweep: install sweep-run export fit
+sweep: install sweep-run export fit backtest
 
 sweep-run: install
 	$(PY) -m sweeps run --config $(CONFIG) $(STORAGE_ARG) --workers $(WORKERS)
@@ -70,6 +70,13 @@ export: $(INSTALLED)
 fit: $(INSTALLED)
 	$(PY) -m scaling fit $(OUT)/runs.csv --curves $(OUT)/curves.csv -o $(OUT)/laws.json \
 	  --report-dir $(OUT) --bootstrap $(BOOTSTRAP)
+
+# Extrapolation backtests: hold out the largest size / budget (loss, LR, batch, curves), and
+# the trajectory law on held-out schedules and the held-out size.
+backtest: $(INSTALLED)
+	$(PY) -m scaling.backtest --runs $(OUT)/runs.csv --curves $(OUT)/curves.csv --out $(OUT)/backtest.md
+	$(PY) -m scaling.trajectory_backtest --runs $(OUT)/runs.csv --curves $(OUT)/curves.csv \
+	  --out $(OUT)/trajectory_backtest.md
 
 # On a SLURM cluster: an array of workers sharing STORAGE (PostgreSQL), then export + fit.
 sweep-slurm:

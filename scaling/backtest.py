@@ -49,34 +49,49 @@ TARGETS = {"gap_pct": 0.5, "loss_error_pct": 1.0, "curve_mean_rel_err_pct": 1.0}
 
 
 def grid_loss_at(cell_runs: pd.DataFrame, lr: float, batch_tokens: float) -> tuple[float, bool]:
-    """The loss at (lr, batch_tokens) read off a cell's measured grid: linear interpolation in
-    (log lr, log batch), clamped to the grid (returns the loss and whether it was clamped).
-    Diverged runs count as the cell's worst finished loss."""
-    from scipy.interpolate import RegularGridInterpolator
+    """The loss at (lr, batch_tokens) read off a cell's measured runs: linear interpolation in
+    (log lr, log batch) on a full grid (triangulated when the runs are scattered, as a TPE
+    sweep leaves them), clamped to the measured range (returns the loss and whether it was
+    clamped). Diverged runs count as the cell's worst finished loss; a repeated setting keeps
+    its best run."""
+    from scipy.interpolate import RegularGridInterpolator, griddata
 
     df = cell_runs[~cell_runs["pruned"].to_numpy()] if "pruned" in cell_runs else cell_runs
-    worst = float(np.nanmax(df["loss"].to_numpy(dtype=float)))
     loss = df["loss"].to_numpy(dtype=float)
-    loss = np.where(np.isfinite(loss), loss, worst)
-    lrs = np.unique(np.round(np.log(df["lr"].to_numpy(dtype=float)), 9))
-    bts = np.unique(np.round(np.log(df["batch_tokens"].to_numpy(dtype=float)), 9))
-    grid = np.full((lrs.size, bts.size), np.nan)
-    for lr_, bt_, value in zip(df["lr"], df["batch_tokens"], loss, strict=True):
-        i = np.searchsorted(lrs, round(math.log(lr_), 9))
-        j = np.searchsorted(bts, round(math.log(bt_), 9))
-        grid[i, j] = value if np.isnan(grid[i, j]) else min(grid[i, j], value)
-    if np.isnan(grid).any():
-        raise ValueError(f"cell {cell_runs['cell'].iloc[0]!r} is not a full lr x batch grid")
-    x = np.log(lr)
-    y = np.log(batch_tokens) if np.isfinite(batch_tokens) else bts[0]
-    xc, yc = float(np.clip(x, lrs[0], lrs[-1])), float(np.clip(y, bts[0], bts[-1]))
+    if not np.isfinite(loss).any():
+        return math.nan, False
+    loss = np.where(np.isfinite(loss), loss, np.nanmax(loss))
+    pts = pd.DataFrame(
+        {
+            "x": np.round(np.log(df["lr"].to_numpy(dtype=float)), 9),
+            "y": np.round(np.log(df["batch_tokens"].to_numpy(dtype=float)), 9),
+            "loss": loss,
+        }
+    ).groupby(["x", "y"], as_index=False)["loss"].min()
+    xs, ys = np.unique(pts["x"]), np.unique(pts["y"])
+    x = math.log(lr)
+    y = math.log(batch_tokens) if np.isfinite(batch_tokens) else float(ys[0])
+    xc, yc = float(np.clip(x, xs[0], xs[-1])), float(np.clip(y, ys[0], ys[-1]))
     clamped = not (math.isclose(xc, x, abs_tol=1e-9) and math.isclose(yc, y, abs_tol=1e-9))
-    if lrs.size == 1 or bts.size == 1:
-        axis, values = (bts, grid[0]) if lrs.size == 1 else (lrs, grid[:, 0])
-        value = float(np.interp(yc if lrs.size == 1 else xc, axis, values))
+    if xs.size == 1 or ys.size == 1:  # one LR or one batch size: a line
+        along_x = ys.size == 1
+        line = pts.sort_values("x" if along_x else "y")
+        axis = line["x" if along_x else "y"].to_numpy()
+        value = float(np.interp(xc if along_x else yc, axis, line["loss"].to_numpy()))
         return value, clamped
-    interp = RegularGridInterpolator((lrs, bts), grid, method="linear")
-    return float(interp([[xc, yc]])[0]), clamped
+    if len(pts) == xs.size * ys.size:  # a full grid
+        grid = pts.pivot(index="x", columns="y", values="loss").loc[xs, ys].to_numpy()
+        interp = RegularGridInterpolator((xs, ys), grid, method="linear")
+        return float(interp([[xc, yc]])[0]), clamped
+    xy = pts[["x", "y"]].to_numpy()
+    at = np.flatnonzero(np.all(np.isclose(xy, [xc, yc], rtol=0, atol=1e-9), axis=1))
+    if at.size:  # a measured setting (also on the hull's edge, where triangulation is fragile)
+        return float(pts["loss"].iloc[at[0]]), clamped
+    value = float(griddata(xy, pts["loss"].to_numpy(), [(xc, yc)], method="linear")[0])
+    if not math.isfinite(value):  # outside the runs' convex hull: the nearest run
+        value = float(griddata(xy, pts["loss"].to_numpy(), [(xc, yc)], method="nearest")[0])
+        clamped = True
+    return value, clamped
 
 
 def _nominal_tokens(runs: pd.DataFrame) -> pd.Series:

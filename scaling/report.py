@@ -94,11 +94,14 @@ def _figures(
         p = loss["residuals"]["points"]
         fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
         n, d, y = np.array(p["n_params"]), np.array(p["tokens"]), np.array(p["loss"])
-        for tok in np.unique(d):
-            sel = d == tok
-            ax.scatter(n[sel], y[sel], label=f"D={tok:.3g}")
+        # One colour per budget: cells of one nominal budget differ by a few tokens (each
+        # batch size rounds the budget to whole steps), so group to 3 significant digits.
+        budget = np.array([float(f"{t:.3g}") for t in d])
+        for tok, color in zip(np.unique(budget), plt.cm.tab10.colors * 3, strict=False):
+            sel = budget == tok
+            ax.scatter(n[sel], y[sel], color=color, label=f"D={tok:.3g}")
             grid = np.geomspace(n.min() / 2, n.max() * 4, 100)
-            ax.plot(grid, laws.loss_law.predict(grid, np.full_like(grid, tok)), lw=1)
+            ax.plot(grid, laws.loss_law.predict(grid, np.full_like(grid, tok)), lw=1, color=color)
         ax.set(xscale="log", xlabel="n_params", ylabel="loss (cell optimum)", title="loss law")
         ax.legend(fontsize=7)
         ax2.scatter(np.array(p["predicted"]), np.array(p["residual"]))

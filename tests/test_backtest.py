@@ -34,9 +34,18 @@ def test_grid_loss_at_interpolates_in_log_space_and_clamps():
     assert value == pytest.approx(2.1 + math.log(2) ** 2) and clamped
 
 
-def test_grid_loss_at_rejects_a_partial_grid():
-    with pytest.raises(ValueError, match="not a full lr x batch grid"):
-        grid_loss_at(_grid_cell().iloc[1:], 2e-3, 1024)
+def test_grid_loss_at_scattered_runs_and_repeats():
+    cell = _grid_cell()
+    partial = cell.drop(index=[0, 5])  # a TPE-like scatter: two corners missing
+    value, clamped = grid_loss_at(partial, 2e-3, 1024)
+    assert value == pytest.approx(2.0) and not clamped
+    value, clamped = grid_loss_at(partial, 1e-3, 1024)  # outside the hull: nearest run
+    assert math.isfinite(value) and clamped
+    repeated = pd.concat([cell, cell.assign(loss=cell["loss"] + 1.0)])
+    assert grid_loss_at(repeated, 2e-3, 1024)[0] == pytest.approx(2.0)  # the best repeat
+    line = cell[cell["batch_tokens"] == 1024]
+    value, _ = grid_loss_at(line, math.sqrt(8e-6), 4096)  # one batch size: along lr only
+    assert value == pytest.approx(2.0 + 0.5 * math.log(2) ** 2)
 
 
 def test_backtest_on_a_known_law_is_accurate():
