@@ -179,9 +179,14 @@ def _one(
             # Without a batch law, the batch of the cell's best run stands in (flagged).
             b_eval = b_pred if math.isfinite(b_pred) else row["best_batch_tokens"]
             at_pred, clamped = grid_loss_at(cell_runs, lr_pred, b_eval)
+            # The same reading at the cell's own fitted optimum: the floor of this measure
+            # (what reading between grid points costs even with a perfect prediction).
+            b_opt = row["batch_opt"] if math.isfinite(b_pred) else row["best_batch_tokens"]
+            at_opt, _ = grid_loss_at(cell_runs, row["lr_opt"], b_opt)
             row.update(
                 loss_at_pred=at_pred,
                 gap_pct=100.0 * (at_pred / best - 1.0),
+                gap_at_opt_pct=100.0 * (at_opt / best - 1.0),
                 clamped=clamped,
                 batch_from_best_run=not math.isfinite(b_pred),
             )
@@ -209,6 +214,9 @@ def _one(
             summary[f"mean_abs_{key}"] = float(vals.mean())
             summary[f"max_abs_{key}"] = float(vals.max())
             summary[f"meets_{key}"] = bool(vals.mean() <= TARGETS[key])
+    floor = np.array([r["gap_at_opt_pct"] for r in rows if "gap_at_opt_pct" in r])
+    if floor.size:
+        summary["mean_gap_at_opt_pct"] = float(floor.mean())
     for key in ("lr_ratio", "batch_ratio"):
         vals = np.array([r[key] for r in rows if np.isfinite(r.get(key, math.nan))])
         if vals.size:
@@ -264,6 +272,8 @@ def markdown(result: dict[str, Any], command: str, seconds: float) -> str:
         "- *loss at pred.*: read off the cell's measured LR x batch grid at the predicted "
         "(lr, batch) by linear interpolation in log space (conservative between grid points; "
         "`*` = clamped to the grid's edge), against the cell's best run.",
+        "- *gap % at opt*: the same reading at the cell's own fitted optimum, i.e. what a "
+        "perfect prediction would score by this measure.",
         "- *loss error*: the loss law against the cell's best run.",
         "- *lr / batch ratio*: predicted over the cell's fitted optimum.",
         "- *curve*: the trajectory law refitted on the held-in runs, predicting the curve of the "
@@ -278,16 +288,18 @@ def markdown(result: dict[str, Any], command: str, seconds: float) -> str:
             "",
             f"Refitted on {s['fitted_on_runs']} runs.",
             "",
-            "| cell | best loss | loss at pred. | gap % | loss pred. | loss error % | lr pred. "
-            "| lr opt | lr ratio | batch pred. | batch opt | batch ratio | curve mean % | "
-            "curve max % |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| cell | best loss | loss at pred. | gap % | gap % at opt | loss pred. | loss error % "
+            "| lr pred. | lr opt | lr ratio | batch pred. | batch opt | batch ratio | "
+            "curve mean % | curve max % |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
+            "| --- |",
         ]
         for r in s["cells"]:
             star = "*" if r.get("clamped") else ""
             lines.append(
                 f"| {r['cell']} | {r['best_loss']:.4f} | {_fmt(r.get('loss_at_pred'), '.4f')}"
-                f"{star} | {_fmt(r.get('gap_pct'), '+.2f')} | {_fmt(r.get('loss_pred'), '.4f')} "
+                f"{star} | {_fmt(r.get('gap_pct'), '+.2f')} | "
+                f"{_fmt(r.get('gap_at_opt_pct'), '+.2f')} | {_fmt(r.get('loss_pred'), '.4f')} "
                 f"| {_fmt(r.get('loss_error_pct'), '+.2f')} | {_fmt(r['lr_pred'])} | "
                 f"{_fmt(r['lr_opt'])} | {_fmt(r['lr_ratio'], '.2f')} | "
                 f"{_fmt(r['batch_pred'], '.0f')} | {_fmt(r['batch_opt'], '.0f')} | "
@@ -307,6 +319,11 @@ def markdown(result: dict[str, Any], command: str, seconds: float) -> str:
                     f"- {label}: mean {s[f'mean_abs_{key}']:.2f}%, worst "
                     f"{s[f'max_abs_{key}']:.2f}% ({verdict} the {TARGETS[key]}% target)"
                 )
+        if "mean_gap_at_opt_pct" in s:
+            lines.append(
+                f"- the same reading at each cell's own fitted optimum (the floor of that "
+                f"measure): mean {s['mean_gap_at_opt_pct']:.2f}%"
+            )
         for key, label in (("lr_ratio", "LR ratio"), ("batch_ratio", "batch ratio")):
             if f"geomean_{key}" in s:
                 lines.append(
@@ -351,6 +368,12 @@ def figure(result: dict[str, Any], plots: list, path: Path) -> None:
             ax.plot(got["steps"], got["loss"], ".", ms=3, color=color, label=f"{cell} measured")
             steps = np.arange(1, got["pred_full"].size + 1)
             ax.plot(steps, got["pred_full"], "-", lw=1, color=color, label=f"{cell} predicted")
+        measured = [got for h, _, got in plots if h == hold]
+        if measured:  # the scored part of the runs (the law is not judged on the transient)
+            lo = min(float(g["loss"].min()) for g in measured)
+            hi = max(float(g["loss"].max()) for g in measured)
+            ax.set_ylim(lo * 0.97, hi * 1.06)
+            ax.set_xlim(min(int(g["steps"].min()) for g in measured) * 0.8, None)
         ax.set_xscale("log")
         ax.set_xlabel("step")
         ax.set_ylabel("validation loss")
