@@ -61,13 +61,17 @@ def grid_loss_at(cell_runs: pd.DataFrame, lr: float, batch_tokens: float) -> tup
     if not np.isfinite(loss).any():
         return math.nan, False
     loss = np.where(np.isfinite(loss), loss, np.nanmax(loss))
-    pts = pd.DataFrame(
-        {
-            "x": np.round(np.log(df["lr"].to_numpy(dtype=float)), 9),
-            "y": np.round(np.log(df["batch_tokens"].to_numpy(dtype=float)), 9),
-            "loss": loss,
-        }
-    ).groupby(["x", "y"], as_index=False)["loss"].min()
+    pts = (
+        pd.DataFrame(
+            {
+                "x": np.round(np.log(df["lr"].to_numpy(dtype=float)), 9),
+                "y": np.round(np.log(df["batch_tokens"].to_numpy(dtype=float)), 9),
+                "loss": loss,
+            }
+        )
+        .groupby(["x", "y"], as_index=False)["loss"]
+        .min()
+    )
     xs, ys = np.unique(pts["x"]), np.unique(pts["y"])
     x = math.log(lr)
     y = math.log(batch_tokens) if np.isfinite(batch_tokens) else float(ys[0])
@@ -362,7 +366,7 @@ def figure(result: dict[str, Any], plots: list, path: Path) -> None:
         ax.set_title(f"held-out {hold}: final loss")
         ax.legend(fontsize=7)
         ax = axes[1, col]
-        for (h, cell, got), color in zip(
+        for (_, cell, got), color in zip(
             [p for p in plots if p[0] == hold], plt.cm.viridis(np.linspace(0, 0.9, 8)), strict=False
         ):
             ax.plot(got["steps"], got["loss"], ".", ms=3, color=color, label=f"{cell} measured")

@@ -49,8 +49,12 @@ def _add_train(sub) -> None:
     p.add_argument("--eval-tokens", type=_count, default=65536)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                   help="auto: bf16 autocast on CUDA, fp32 on the CPU")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="auto: bf16 autocast on CUDA, fp32 on the CPU",
+    )
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--corpus", default=None, help="text file/folder, prepared folder or .bin")
     p.add_argument("--vocab-size", type=int, default=None, help="for a .bin corpus")

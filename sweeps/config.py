@@ -264,7 +264,9 @@ class TrainSettings:
             from sweeps.train import PRECISIONS
 
             if t["precision"] not in PRECISIONS:
-                raise _Invalid(f"train.precision must be one of {PRECISIONS}, got {t['precision']!r}")
+                raise _Invalid(
+                    f"train.precision must be one of {PRECISIONS}, got {t['precision']!r}"
+                )
             kw["precision"] = t["precision"]
         return cls(**kw)
 

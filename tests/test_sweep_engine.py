@@ -302,16 +302,22 @@ def test_status_and_export_without_runs(tmp_path, corpus_file, capsys):
     assert pd.read_csv(tmp_path / "out" / "runs.csv").empty
 
 
-def test_grid_sampler_visits_each_point_once(tmp_path, corpus_file):
-    text = write_config(tmp_path, corpus_file).read_text()
-    text = text.split("[[variants]]")[0]
+def grid_sweep(tmp_path: Path, corpus: Path, lr_points: int):
+    """tiny.toml as one cell (width 16) searched on a grid of lr_points LRs x 2 batch sizes;
+    returns the config and a SQLite storage URL."""
+    text = write_config(tmp_path, corpus).read_text().split("[[variants]]")[0]
     text = text.replace("trials_per_cell = 2\n", "").replace('name = "tpe"', 'name = "grid"')
     text = text.replace("widths = [16, 32]", "widths = [16]")
-    text = text.replace("batch_tokens = [256, 512]", "batch_tokens = [256, 512]\ngrid_points = 2")
+    text = text.replace(
+        "batch_tokens = [256, 512]", f"batch_tokens = [256, 512]\ngrid_points = {lr_points}"
+    )
     path = tmp_path / "grid.toml"
     path.write_text(text)
-    cfg = load_config(path)
-    storage = f"sqlite:///{tmp_path / 'storage.db'}"
+    return load_config(path), f"sqlite:///{tmp_path / 'storage.db'}"
+
+
+def test_grid_sampler_visits_each_point_once(tmp_path, corpus_file):
+    cfg, storage = grid_sweep(tmp_path, corpus_file, 2)
     run_sweep(cfg, storage, workers=1, threads=1, progress=False)
     runs = pd.read_csv(export(cfg, storage, tmp_path / "out")[0])
     points = sorted(zip(runs["lr"].round(12), runs["batch_tokens"], strict=True))
@@ -320,22 +326,15 @@ def test_grid_sampler_visits_each_point_once(tmp_path, corpus_file):
     assert sorted(set(runs["lr"].round(12))) == [0.003, 0.03]
 
 
-def test_grid_sweep_interrupted_then_resumed_covers_every_point_once(tmp_path, corpus_file,
-                                                                      monkeypatch):
+def test_grid_sweep_interrupted_then_resumed_covers_every_point_once(
+    tmp_path, corpus_file, monkeypatch
+):
     """An interrupt (SIGINT / Ctrl-C) fails the running trial; the resumed sweep must run the
     failed point and every other point exactly once. (Optuna's GridSampler counted a failed
     point as visited, so resumed sweeps repeated finished points and skipped failed ones.)"""
     import sweeps.train
 
-    text = write_config(tmp_path, corpus_file).read_text()
-    text = text.split("[[variants]]")[0]
-    text = text.replace("trials_per_cell = 2\n", "").replace('name = "tpe"', 'name = "grid"')
-    text = text.replace("widths = [16, 32]", "widths = [16]")
-    text = text.replace("batch_tokens = [256, 512]", "batch_tokens = [256, 512]\ngrid_points = 3")
-    path = tmp_path / "grid.toml"
-    path.write_text(text)
-    cfg = load_config(path)
-    storage = f"sqlite:///{tmp_path / 'storage.db'}"
+    cfg, storage = grid_sweep(tmp_path, corpus_file, 3)
     real_train, calls = sweeps.train.train, []
 
     def interrupted(*args, **kwargs):
