@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .optimum import searched_cells
+from .optimum import cell_optima, searched_cells
 from .runs import validate_runs
 
 __all__ = ["TARGETS", "extrapolation_backtest", "grid_loss_at"]
@@ -129,21 +129,23 @@ def _curve_error(law, row: pd.Series, curves: pd.DataFrame, skip_frac: float):
 
 def _one(
     runs: pd.DataFrame,
+    searched: pd.DataFrame,
+    table: pd.DataFrame,
     curves: pd.DataFrame | None,
     hold: str,
     seed: int,
     skip_frac: float,
 ) -> tuple[dict[str, Any], list]:
+    """One experiment: `runs` are all runs, `searched` those of cells that searched the
+    hyperparameters, `table` their cell optima (what the sweep found)."""
     from .laws import _fit_core
 
-    searched = runs[searched_cells(runs).to_numpy()]
     column = "n_params" if hold == "size" else "_tokens"
     held_value = float(searched[column].max())
     held = np.isclose(runs[column].to_numpy(dtype=float), held_value, rtol=0.01)
     held_searched = np.isclose(searched[column].to_numpy(dtype=float), held_value, rtol=0.01)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        table, *_ = _fit_core(searched, 0, seed, 1)
         _, loss_law, lr_law, _, batch_law, _ = _fit_core(searched[~held_searched], 0, seed, 1)
     traj = None
     if curves is not None:
@@ -247,9 +249,13 @@ def extrapolation_backtest(
         curves = curves.copy()
         curves["run_id"] = curves["run_id"].astype(str)
     skip = SKIP_FRAC if skip_frac is None else skip_frac
+    searched = runs[searched_cells(runs).to_numpy()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fit's own report already warns about these cells
+        table = cell_optima(searched, bootstrap=0, seed=seed)
     out, plots = {}, []
     for hold in ("size", "budget"):
-        summary, p = _one(runs, curves, hold, seed, skip)
+        summary, p = _one(runs, searched, table, curves, hold, seed, skip)
         out[hold] = summary
         plots += p
     return out, plots

@@ -42,6 +42,8 @@ def make_sampler(cfg: SweepConfig, cell: Cell, n_existing: int) -> optuna.sample
     # Reseeded per trial: concurrent workers asking at the same history must not propose
     # the same point, yet a sweep replayed by one worker is reproducible.
     seed = zlib.crc32(f"{cfg.seed}:{cell.name}:{n_existing}".encode())
+    if is_grid(cfg, cell):
+        return _SlotGridSampler(grid_points(cfg, cell))
     name = "random" if cell.is_variant else cfg.sampler.name
     if name == "tpe":
         return optuna.samplers.TPESampler(n_startup_trials=cfg.sampler.n_startup_trials, seed=seed)
@@ -51,8 +53,6 @@ def make_sampler(cfg: SweepConfig, cell: Cell, n_existing: int) -> optuna.sample
             seed=seed,
             warn_independent_sampling=False,
         )
-    if name == "grid":
-        return _SlotGridSampler(grid_points(cfg, cell))
     return optuna.samplers.RandomSampler(seed=seed)
 
 
@@ -71,7 +71,7 @@ def grid_points(cfg: SweepConfig, cell: Cell) -> list[dict[str, Any]]:
     return [points[i] for i in order]
 
 
-def _point_key(params: dict[str, Any]) -> tuple | None:
+def grid_point_key(params: dict[str, Any]) -> tuple | None:
     if "lr" not in params or "batch_tokens" not in params:
         return None
     return (round(math.log(float(params["lr"])), 9), int(params["batch_tokens"]))
@@ -79,7 +79,7 @@ def _point_key(params: dict[str, Any]) -> tuple | None:
 
 def _trial_params(t: FrozenTrial) -> dict[str, Any]:
     """A trial's parameters, or for a WAITING retry the ones it will be given."""
-    return t.params or t.system_attrs.get("fixed_params", {}) or {}
+    return t.params or t.system_attrs.get("fixed_params") or {}
 
 
 class _SlotGridSampler(optuna.samplers.BaseSampler):
@@ -131,21 +131,20 @@ def make_pruner(cfg: SweepConfig) -> optuna.pruners.BasePruner:
 
 def cell_progress(trials: list[FrozenTrial], distinct: bool = False) -> dict[str, int]:
     """Trial counts by state, plus `holding` and `finished`. With `distinct` (grid cells),
-    `holding` and `finished` count distinct grid points, and `duplicates` the finished trials
-    that repeat a point (left by the GridSampler of earlier versions)."""
+    `holding` and `finished` count distinct grid points (a storage written by Optuna's
+    GridSampler may repeat one)."""
     counts = {s.name.lower(): 0 for s in TrialState}
     for t in trials:
         counts[t.state.name.lower()] += 1
     counts["holding"] = sum(1 for t in trials if t.state in HOLDING)
     counts["finished"] = counts["complete"] + counts["pruned"]
-    counts["duplicates"] = 0
     if distinct:
-        finished = [_point_key(_trial_params(t)) for t in trials if t.state in FINISHED]
-        holding = {_point_key(_trial_params(t)) for t in trials if t.state in HOLDING}
-        unique = set(finished)
-        counts["duplicates"] = len(finished) - len(unique)
-        counts["finished"] = len(unique)
-        counts["holding"] = len(holding)
+        counts["finished"] = len(
+            {grid_point_key(_trial_params(t)) for t in trials if t.state in FINISHED}
+        )
+        counts["holding"] = len(
+            {grid_point_key(_trial_params(t)) for t in trials if t.state in HOLDING}
+        )
     return counts
 
 
@@ -279,10 +278,7 @@ class Worker:
     def _run_one(self, study: optuna.Study, cell: Cell, by_name: dict[str, Cell]) -> None:
         def objective(trial: optuna.Trial) -> float:
             try:
-                if is_grid(self.cfg, cell):
-                    slot = self._assign_grid_slot(study, trial, cell)
-                else:
-                    slot = self._assign_slot(study, trial, cell)
+                slot = self._assign_slot(study, trial, cell)
             finally:
                 self.lock.release()
             if self.spec.kind == "journal":
@@ -296,33 +292,23 @@ class Worker:
         study.optimize(objective, n_trials=1, catch=(), gc_after_trial=False)
         self.trials_run += 1
 
-    def _assign_grid_slot(self, study: optuna.Study, trial: optuna.Trial, cell: Cell) -> int:
-        """The first grid point (in the cell's shuffled order) that no holding trial covers;
-        a retry keeps its slot."""
+    def _assign_slot(self, study: optuna.Study, trial: optuna.Trial, cell: Cell) -> int:
+        """The trial's place in the cell's plan, kept by its retries. On a grid: the first
+        point (in the cell's shuffled order) that no holding trial covers; otherwise the
+        lowest place 0..n_trials-1 that no holding trial has."""
         if "slot" in trial.user_attrs:
             return int(trial.user_attrs["slot"])
-        points = grid_points(self.cfg, cell)
-        taken = {
-            _point_key(_trial_params(t))
-            for t in study.get_trials(deepcopy=False, states=HOLDING)
-            if t.number != trial.number
-        }
-        free = [i for i, p in enumerate(points) if _point_key(p) not in taken]
-        slot = free[0] if free else len(taken) % len(points)
-        trial.set_user_attr("slot", slot)
-        return slot
-
-    @staticmethod
-    def _assign_slot(study: optuna.Study, trial: optuna.Trial, cell: Cell) -> int:
-        """The trial's place in the cell's plan, 0..n_trials-1 (kept by its retries)."""
-        if "slot" in trial.user_attrs:
-            return int(trial.user_attrs["slot"])
-        used = {
-            int(t.user_attrs["slot"])
-            for t in study.get_trials(deepcopy=False, states=HOLDING)
-            if t.number != trial.number and "slot" in t.user_attrs
-        }
-        slot = next(i for i in range(cell.n_trials + len(used) + 1) if i not in used)
+        others = [
+            t for t in study.get_trials(deepcopy=False, states=HOLDING) if t.number != trial.number
+        ]
+        if is_grid(self.cfg, cell):
+            points = grid_points(self.cfg, cell)
+            taken = {grid_point_key(_trial_params(t)) for t in others}
+            free = [i for i, p in enumerate(points) if grid_point_key(p) not in taken]
+            slot = free[0] if free else len(taken) % len(points)
+        else:
+            used = {int(t.user_attrs["slot"]) for t in others if "slot" in t.user_attrs}
+            slot = next(i for i in range(cell.n_trials + len(used) + 1) if i not in used)
         trial.set_user_attr("slot", slot)
         return slot
 

@@ -23,7 +23,7 @@ import torch
 from scaling.schedules import ScheduleSpec
 from sweeps.data import load_corpus
 from sweeps.model import ModelConfig, build_model, count_params, make_optimizer
-from sweeps.train import TrainConfig, resolve_device, train, train_step
+from sweeps.train import TrainConfig, autocast_for, resolve_device, train, train_step, uses_bf16
 
 __all__ = ["mutransfer", "throughput"]
 
@@ -64,9 +64,7 @@ def throughput(
     if threads is not None:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
-    autocast = (
-        (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if dev.type == "cuda" else None
-    )
+    autocast = autocast_for(dev)
     corpus = load_corpus()
     batch_size = batch_tokens // seq_len
     setups = {}
@@ -90,8 +88,7 @@ def throughput(
         start = time.perf_counter()
         for _ in range(n):
             x, y = next(batches)
-            kwargs = {"autocast": autocast} if autocast else {}
-            loss = train_step(model, optimizer, x, y, 1e-3, 1.0, dev, **kwargs)
+            loss = train_step(model, optimizer, x, y, 1e-3, 1.0, dev, autocast=autocast)
         loss.item()  # waits for the device
         return n * batch_size * seq_len / (time.perf_counter() - start)
 
@@ -109,7 +106,7 @@ def throughput(
     result = {
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "device": f"cuda:{torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else "cpu",
-        "dtype": "bf16 autocast" if dev.type == "cuda" else "fp32",
+        "dtype": "bf16 autocast" if uses_bf16(dev.type) else "fp32",
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
         "load_average": list(getattr(__import__("os"), "getloadavg", lambda: (None,))()),

@@ -25,6 +25,7 @@ from sweeps._worker import (
     Worker,
     best_run,
     cell_progress,
+    grid_point_key,
     is_grid,
     row_and_curve,
     study_name,
@@ -324,7 +325,7 @@ def export(
             if is_grid(cfg, cell):
                 # A repeat of a grid point (possible in storages written before the slot
                 # grid) is the same run again: keep the first.
-                key = (round(math.log(float(row["lr"])), 9), int(row["batch_tokens"]))
+                key = grid_point_key(row)
                 if key in seen:
                     duplicates += 1
                     continue

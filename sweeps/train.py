@@ -109,9 +109,8 @@ class RunResult:
     @property
     def dtype(self) -> str:
         """What the run computed in: "bf16 autocast" or "fp32"."""
-        cuda = self.device.startswith("cuda")
-        p = self.config.precision
-        return "bf16 autocast" if p == "bf16" or (p == "auto" and cuda) else "fp32"
+        device_type = "cuda" if self.device.startswith("cuda") else "cpu"
+        return "bf16 autocast" if uses_bf16(device_type, self.config.precision) else "fp32"
 
     def to_row(self) -> dict:
         """The runs-table (contract 1) columns this run knows."""
@@ -281,9 +280,14 @@ def _train(
     )  # fmt: skip
 
 
+def uses_bf16(device_type: str, precision: str = "auto") -> bool:
+    """Whether a TrainConfig.precision means bf16 autocast on this kind of device."""
+    return precision == "bf16" or (precision == "auto" and device_type == "cuda")
+
+
 def autocast_for(device: torch.device, precision: str = "auto"):
     """The autocast context factory for a device and a TrainConfig.precision."""
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+    if uses_bf16(device.type, precision):
         return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext
 
