@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .laws import fit_optimum_laws
 from .optimum import cell_optima, searched_cells
 from .runs import validate_runs
 
@@ -138,15 +139,13 @@ def _one(
 ) -> tuple[dict[str, Any], list]:
     """One experiment: `runs` are all runs, `searched` those of cells that searched the
     hyperparameters, `table` their cell optima (what the sweep found)."""
-    from .laws import _fit_core
-
     column = "n_params" if hold == "size" else "_tokens"
     held_value = float(searched[column].max())
     held = np.isclose(runs[column].to_numpy(dtype=float), held_value, rtol=0.01)
     held_searched = np.isclose(searched[column].to_numpy(dtype=float), held_value, rtol=0.01)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        _, loss_law, lr_law, _, batch_law, _ = _fit_core(searched[~held_searched], 0, seed, 1)
+        _, loss_law, lr_law, _, batch_law, _ = fit_optimum_laws(searched[~held_searched], seed=seed)
     traj = None
     if curves is not None:
         from .trajectory import CrossSizeTrajectoryLaw

@@ -185,9 +185,11 @@ def fit_power_law(
             )
             ok = keep
         elif (ok & np.asarray(exclude, bool)).any():
+            edge = ok & np.asarray(exclude, bool)
             notes.append(
-                "kept cells whose optimum is on the edge of the swept range (too few others): "
-                "the law is biased toward the swept range there"
+                f"kept {edge.sum()} cell(s) whose optimum is on the edge of the swept range: "
+                f"without them {keep.sum()} would be left, fewer than the {n_vars + 2} needed "
+                f"for {n_vars + 1} parameters; the law is biased toward the swept range there"
             )
     idx = np.flatnonzero(ok)
     flops = 6.0 * n_params * tokens
@@ -258,7 +260,8 @@ def fit_power_law(
         law.params_ci_ = {"coef": (float(math.exp(lo[0])), float(math.exp(hi[0])))}
         for j, v in enumerate(variables):
             law.params_ci_[f"exp_{v}"] = (float(lo[1 + j]), float(hi[1 + j]))
-    if notes:
-        for note in notes:
-            warnings.warn(f"{target} law: {note}", UserWarning, stacklevel=2)
+    # The (N, D) law and the compute law can treat the same edge cells differently: say which.
+    label = f"{target} law in {', '.join(variables)}"
+    for note in notes:
+        warnings.warn(f"{label}: {note}", UserWarning, stacklevel=2)
     return law

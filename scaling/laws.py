@@ -14,7 +14,7 @@ import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,7 @@ from .runs import read_runs, runs_sha256, validate_runs
 from .schedules import ScheduleSpec
 from .trajectory import CrossSizeTrajectoryLaw
 
-__all__ = ["ScalingLaws", "Prediction", "fit", "load"]
+__all__ = ["OptimumLaws", "Prediction", "ScalingLaws", "fit", "fit_optimum_laws", "load"]
 
 SUPPORTS = ("lr", "batch_tokens", "loss", "trajectory", "compute_optimal")
 _FAR = 10.0  # extrapolation factor beyond which a prediction gets a strong warning
@@ -535,8 +535,23 @@ def _fit_hparam(
     return laws
 
 
-def _fit_core(runs: pd.DataFrame, bootstrap: int, seed: int, n_jobs: int, progress=None):
-    """Cell optima and the three laws; shared by the fit and its backtest."""
+class OptimumLaws(NamedTuple):
+    """The cell optima and the laws fitted on them; None where the runs do not support one."""
+
+    cells: pd.DataFrame
+    loss: LossLaw | None
+    lr: PowerLaw | None
+    lr_compute: PowerLaw | None
+    batch_tokens: PowerLaw | None
+    batch_tokens_compute: PowerLaw | None
+
+
+def fit_optimum_laws(
+    runs: pd.DataFrame, *, bootstrap: int = 0, seed: int = 0, n_jobs: int = 1, progress=None
+) -> OptimumLaws:
+    """Cell optima, then the final-loss law and the LR and batch laws on them (no trajectory
+    law, no law file): what `fit` builds on, and what a backtest refits without some cells.
+    Why a law was reduced or not fitted is raised as a warning."""
     table, boot, cells = cell_optima(
         runs,
         bootstrap=bootstrap,
@@ -572,7 +587,7 @@ def _fit_core(runs: pd.DataFrame, bootstrap: int, seed: int, n_jobs: int, progre
         warnings.warn(
             "batch_tokens was not varied within cells: no batch-size law", UserWarning, stacklevel=3
         )
-    return table, loss_law, lr_law, lr_c, batch_law, batch_c
+    return OptimumLaws(table, loss_law, lr_law, lr_c, batch_law, batch_c)
 
 
 def _backtest(runs: pd.DataFrame, table: pd.DataFrame, seed: int) -> dict:
@@ -584,7 +599,7 @@ def _backtest(runs: pd.DataFrame, table: pd.DataFrame, seed: int) -> dict:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            _, loss_law, lr_law, _, batch_law, _ = _fit_core(runs[~held], 0, seed, 1)
+            _, loss_law, lr_law, _, batch_law, _ = fit_optimum_laws(runs[~held], seed=seed)
         except (ValueError, RuntimeError) as exc:
             return {"skipped": f"refit without n_params={n_max:.4g} failed: {exc}"}
     rows = []
@@ -692,8 +707,12 @@ def fit(
 
         search_runs = _searched_runs(runs)
         with single_threaded_blas():
-            table, loss_law, lr_law, lr_c, batch_law, batch_c = _fit_core(
-                search_runs, bootstrap, seed, n_jobs, tick if bar else None
+            table, loss_law, lr_law, lr_c, batch_law, batch_c = fit_optimum_laws(
+                search_runs,
+                bootstrap=bootstrap,
+                seed=seed,
+                n_jobs=n_jobs,
+                progress=tick if bar else None,
             )
             if bar is not None:
                 bar.n = bar.total

@@ -964,6 +964,17 @@ def _collect(curves, lr_schedules, max_segments, design, skip_frac):
                 float(lrs.size),
             )
         )
+    # Order by content, not by run_id: a sweep run again numbers its trials differently, and
+    # the seeded starts and bootstrap must not depend on the names (same runs, same fit).
+    out.sort(
+        key=lambda item: (
+            item[0].design.tobytes(),
+            item[1],
+            item[2],
+            item[0].steps.tobytes(),
+            item[0].log_loss.tobytes(),
+        )
+    )
     return out
 
 

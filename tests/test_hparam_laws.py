@@ -124,3 +124,22 @@ def test_round_trip_and_errors():
     )
     with pytest.raises(ValueError, match="more than one"):
         fit_power_law("lr", [1e6, 1e7], [1e8, 1e8], [np.nan, 2e-3])
+
+
+def test_edge_cell_warnings_name_the_form_and_agree_with_the_counts():
+    # 6 cells on a 3 x 2 (N, D) grid, 3 of them with their optimum on the grid's edge: the
+    # (N, D) law (3 parameters) must keep them, the compute law (2 parameters) can leave them out.
+    n = np.array([1e6, 1e6, 4e6, 4e6, 1.6e7, 1.6e7])
+    d = np.array([2e7, 8e7, 2e7, 8e7, 2e7, 8e7])
+    lr = 0.01 * (n / 1e6) ** -0.1 * (d / 2e7) ** -0.05
+    edge = np.array([True, False, False, True, False, True])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit_power_law("lr", n, d, lr, exclude=edge)
+        fit_power_law("lr", n, d, lr, exclude=edge, compute=True)
+    messages = [str(w.message) for w in caught]
+    kept = [m for m in messages if "kept" in m]
+    left = [m for m in messages if "left out" in m]
+    assert len(kept) == 1 and kept[0].startswith("lr law in N, D: kept 3 cell(s)")
+    assert "without them 3 would be left, fewer than the 4 needed for 3 parameters" in kept[0]
+    assert len(left) == 1 and left[0].startswith("lr law in C: left out 3 cell(s)")

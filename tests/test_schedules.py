@@ -27,11 +27,15 @@ def test_shapes_of_the_decays():
     lin = lr_schedule(ScheduleSpec("linear", warmup_steps=0, final_lr_frac=0.0), peak, steps)
     assert lin[-1] == pytest.approx(0.0) and lin[50] == pytest.approx(0.5)
 
-    wsd = lr_schedule(ScheduleSpec("wsd", warmup_steps=0, decay_frac=0.2, final_lr_frac=0.0), peak, steps)
+    wsd = lr_schedule(
+        ScheduleSpec("wsd", warmup_steps=0, decay_frac=0.2, final_lr_frac=0.0), peak, steps
+    )
     assert np.all(wsd[:80] == 1.0)  # stable for the first 80% of the run
     assert wsd[-1] == pytest.approx(0.0) and wsd[90] == pytest.approx(0.5)
 
-    step = lr_schedule(ScheduleSpec("step", warmup_steps=0, milestones=(0.5,), gamma=0.1), peak, steps)
+    step = lr_schedule(
+        ScheduleSpec("step", warmup_steps=0, milestones=(0.5,), gamma=0.1), peak, steps
+    )
     assert set(np.round(step, 12)) == {1.0, 0.1}
     assert step[49] == 1.0 and step[50] == pytest.approx(0.1)
 

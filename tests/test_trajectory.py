@@ -321,3 +321,20 @@ def test_cross_size_fits_runs_at_many_peak_lrs():
         rel = np.abs(law.predict(n, lrs, steps=steps) / truth - 1)
         assert rel.mean() < 0.005, (n, peak)
     assert law.params_["lr_ref"] is not None
+
+
+def test_cross_size_fit_does_not_depend_on_run_names_or_row_order():
+    # A sweep run again numbers its trials differently: the same runs under other names, in
+    # another order, must give the same law (the seeded starts and bootstrap included).
+    rng = np.random.default_rng(4)
+    runs, curves = _tables([2.5e5, 1e6, 4e6], ["cosine", "step", "wsd"], rng)
+    settings = {"n_starts": 3, "n_bootstrap": 3, "max_segments": SEGMENTS, "seed": 0}
+    first = CrossSizeTrajectoryLaw(**settings).fit(runs, curves)
+    names = {rid: f"trial-{i}" for i, rid in enumerate(runs["run_id"][::-1])}
+    renamed = runs.assign(run_id=runs["run_id"].map(names)).sample(frac=1.0, random_state=1)
+    renamed_curves = curves.assign(run_id=curves["run_id"].map(names)).sample(
+        frac=1.0, random_state=2
+    )
+    again = CrossSizeTrajectoryLaw(**settings).fit(renamed, renamed_curves)
+    np.testing.assert_array_equal(again.theta_, first.theta_)
+    np.testing.assert_array_equal(again.theta_boot_, first.theta_boot_)
