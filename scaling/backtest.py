@@ -145,7 +145,9 @@ def _one(
     held_searched = np.isclose(searched[column].to_numpy(dtype=float), held_value, rtol=0.01)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        _, loss_law, lr_law, _, batch_law, _ = fit_optimum_laws(searched[~held_searched], seed=seed)
+        core = fit_optimum_laws(searched[~held_searched], seed=seed)
+    loss_law, lr_law, batch_law = core.loss, core.lr, core.batch_tokens
+    lr_at_batch = core.lr_at_batch
     traj = None
     if curves is not None:
         from .trajectory import CrossSizeTrajectoryLaw
@@ -177,13 +179,18 @@ def _one(
         }
         lr_pred = float(lr_law.predict(n, d, 6 * n * d)) if lr_law is not None else math.nan
         b_pred = float(batch_law.predict(n, d, 6 * n * d)) if batch_law is not None else math.nan
-        row.update(lr_pred=lr_pred, batch_pred=b_pred)
+        # What `ScalingLaws.predict` recommends: the LR at the recommended batch where the laws
+        # have the LR-batch coupling, else the LR law's own optimum.
+        lr_rec = lr_pred
+        if lr_at_batch is not None and math.isfinite(b_pred):
+            lr_rec = float(lr_at_batch.predict(n, d, batch_tokens=b_pred))
+        row.update(lr_pred=lr_pred, batch_pred=b_pred, lr_rec=lr_rec)
         row["lr_ratio"] = lr_pred / row["lr_opt"] if row["lr_opt"] > 0 else math.nan
         row["batch_ratio"] = b_pred / row["batch_opt"] if row["batch_opt"] > 0 else math.nan
-        if math.isfinite(lr_pred):
+        if math.isfinite(lr_rec):
             # Without a batch law, the batch of the cell's best run stands in (flagged).
             b_eval = b_pred if math.isfinite(b_pred) else row["best_batch_tokens"]
-            at_pred, clamped = grid_loss_at(cell_runs, lr_pred, b_eval)
+            at_pred, clamped = grid_loss_at(cell_runs, lr_rec, b_eval)
             # The same reading at the cell's own fitted optimum: the floor of this measure
             # (what reading between grid points costs even with a perfect prediction).
             b_opt = row["batch_opt"] if math.isfinite(b_pred) else row["best_batch_tokens"]
@@ -284,7 +291,10 @@ def markdown(result: dict[str, Any], command: str, seconds: float) -> str:
         "- *gap % at opt*: the same reading at the cell's own fitted optimum, i.e. what a "
         "perfect prediction would score by this measure.",
         "- *loss error*: the loss law against the cell's best run.",
-        "- *lr / batch ratio*: predicted over the cell's fitted optimum.",
+        "- *lr / batch ratio*: predicted over the cell's fitted optimum (*lr pred.*: the LR "
+        "law's optimum, with no batch given).",
+        "- *lr rec.*: the LR the laws recommend at the predicted batch (the LR-at-batch law, "
+        "where the sweep varied the batch), which *loss at pred.* is read at.",
         "- *curve*: the trajectory law refitted on the held-in runs, predicting the curve of the "
         "cell's best run (mean relative error after the first quarter of the run).",
         "",
@@ -298,10 +308,10 @@ def markdown(result: dict[str, Any], command: str, seconds: float) -> str:
             f"Refitted on {s['fitted_on_runs']} runs.",
             "",
             "| cell | best loss | loss at pred. | gap % | gap % at opt | loss pred. | loss error % "
-            "| lr pred. | lr opt | lr ratio | batch pred. | batch opt | batch ratio | "
+            "| lr pred. | lr opt | lr ratio | lr rec. | batch pred. | batch opt | batch ratio | "
             "curve mean % | curve max % |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
-            "| --- |",
+            "| --- | --- |",
         ]
         for r in s["cells"]:
             star = "*" if r.get("clamped") else ""
@@ -311,6 +321,7 @@ def markdown(result: dict[str, Any], command: str, seconds: float) -> str:
                 f"{_fmt(r.get('gap_at_opt_pct'), '+.2f')} | {_fmt(r.get('loss_pred'), '.4f')} "
                 f"| {_fmt(r.get('loss_error_pct'), '+.2f')} | {_fmt(r['lr_pred'])} | "
                 f"{_fmt(r['lr_opt'])} | {_fmt(r['lr_ratio'], '.2f')} | "
+                f"{_fmt(r.get('lr_rec'))} | "
                 f"{_fmt(r['batch_pred'], '.0f')} | {_fmt(r['batch_opt'], '.0f')} | "
                 f"{_fmt(r['batch_ratio'], '.2f')} | "
                 f"{_fmt(r.get('curve_mean_rel_err_pct'), '.2f')} | "

@@ -15,15 +15,16 @@ import numpy as np
 
 from ._util import n_levels, percentile_interval
 
-__all__ = ["PowerLaw", "fit_power_law"]
+__all__ = ["PowerLaw", "fit_lr_at_batch", "fit_power_law"]
 
-_VAR_NAMES = {"N": "n_params", "D": "tokens", "C": "flops"}
+_VAR_NAMES = {"N": "n_params", "D": "tokens", "C": "flops", "B": "batch_tokens"}
 _MIN_CELLS_FOR_CELL_RESAMPLING = 8
 _VAR_FLOOR = 0.05**2  # (log units)^2: no cell gets more than ~400x the weight of a noisy one
 
 
 class PowerLaw:
-    """y = coef * prod(X_v ^ exp_v) over variables v in ("N", "D") or ("C",) or a subset.
+    """y = coef * prod(X_v ^ exp_v) over variables v in ("N", "D") or ("C",) or a subset, and
+    "B" (batch_tokens) for the LR at a given batch size.
 
     params_: {"coef": ..., "exp_N": ..., "exp_D": ...} (only the exponents of its variables);
     params_ci_: 95% intervals; samples_: bootstrap rows (log coef, exponents...) or None.
@@ -31,7 +32,7 @@ class PowerLaw:
 
     def __init__(self, target: str, variables: tuple[str, ...], params: dict[str, float]) -> None:
         if not variables or any(v not in _VAR_NAMES for v in variables):
-            raise ValueError(f"variables must be drawn from N, D, C, got {variables!r}")
+            raise ValueError(f"variables must be drawn from N, D, C, B, got {variables!r}")
         self.target = target
         self.variables = tuple(variables)
         self.params_ = {"coef": float(params["coef"])}
@@ -54,25 +55,28 @@ class PowerLaw:
             [math.log(self.params_["coef"])] + [self.params_[f"exp_{v}"] for v in self.variables]
         )
 
-    def _design(self, n_params, tokens, flops) -> np.ndarray:
-        cols = {"N": n_params, "D": tokens, "C": flops}
+    def _design(self, n_params, tokens, flops, batch_tokens=None) -> np.ndarray:
+        cols = {"N": n_params, "D": tokens, "C": flops, "B": batch_tokens}
+        for v in self.variables:
+            if cols[v] is None:
+                raise ValueError(f"this {self.target} law needs {_VAR_NAMES[v]}")
         shape = np.broadcast(*[np.asarray(cols[v], dtype=float) for v in self.variables]).shape
         out = [np.ones(shape)]
         for v in self.variables:
             x = cols[v]
-            if x is None:
-                raise ValueError(f"this {self.target} law needs {_VAR_NAMES[v]}")
             out.append(np.log(np.broadcast_to(np.asarray(x, dtype=float), shape)))
         return np.stack(out, axis=-1)
 
-    def predict(self, n_params=None, tokens=None, flops=None):
-        out = np.exp(self._design(n_params, tokens, flops) @ self._beta())
+    def predict(self, n_params=None, tokens=None, flops=None, batch_tokens=None):
+        out = np.exp(self._design(n_params, tokens, flops, batch_tokens) @ self._beta())
         return float(out) if np.ndim(out) == 0 else out
 
-    def predict_interval(self, n_params=None, tokens=None, flops=None, level: float = 0.95):
+    def predict_interval(
+        self, n_params=None, tokens=None, flops=None, level: float = 0.95, batch_tokens=None
+    ):
         if self.samples_ is None or len(self.samples_) == 0:
             return None
-        x = self._design(n_params, tokens, flops)
+        x = self._design(n_params, tokens, flops, batch_tokens)
         preds = np.exp(self.samples_ @ x.T) if x.ndim == 1 else np.exp(self.samples_ @ x.T)
         lo, hi = percentile_interval(preds, level)
         return float(lo), float(hi)
@@ -264,4 +268,86 @@ def fit_power_law(
     label = f"{target} law in {', '.join(variables)}"
     for note in notes:
         warnings.warn(f"{label}: {note}", UserWarning, stacklevel=2)
+    return law
+
+
+def fit_lr_at_batch(table, *, bootstrap: int = 0, seed: int = 0, level: float = 0.95) -> PowerLaw:
+    """The optimal LR at a given batch size, lr*(N, D, B) = coef N^a D^b B^s, fitted
+    log-linearly to `optimum.conditional_lr_optima` rows (one per cell and batch size).
+
+    Rows whose optimum sits on the edge of the swept LRs are left out when enough others
+    remain. The bootstrap resamples whole cells (a cell's rows share its noise)."""
+    n = table["n_params"].to_numpy(dtype=float)
+    d = table["tokens"].to_numpy(dtype=float)
+    b = table["batch_tokens"].to_numpy(dtype=float)
+    lr = table["lr_opt"].to_numpy(dtype=float)
+    cells = table["cell"].astype(str).to_numpy()
+    ok = np.isfinite(lr) & (lr > 0)
+    if n_levels(b[ok]) < 2:
+        raise ValueError("the lr-at-batch law needs optima at two or more batch sizes")
+    variables, notes = choose_variables(n[ok], d[ok])
+    variables = (*variables, "B")
+    k = 1 + len(variables)
+    edge = table["edge"].to_numpy(dtype=bool)
+    if (ok & ~edge).sum() >= k + 2:
+        if (ok & edge).any():
+            notes.append(
+                f"left out {int((ok & edge).sum())} (cell, batch) optima on the edge of the "
+                "swept LRs"
+            )
+        ok &= ~edge
+    elif (ok & edge).any():
+        notes.append(
+            f"kept {int((ok & edge).sum())} (cell, batch) optima on the edge of the swept LRs: "
+            f"without them {int((ok & ~edge).sum())} would be left, fewer than {k + 2}"
+        )
+    idx = np.flatnonzero(ok)
+    if idx.size < k + 1:
+        raise ValueError(f"the lr-at-batch law needs at least {k + 1} optima, got {idx.size}")
+    law = PowerLaw("lr", variables, {"coef": 1.0, **{f"exp_{v}": 0.0 for v in variables}})
+    x = law._design(n[idx], d[idx], 6.0 * n[idx] * d[idx], b[idx])
+    y = np.log(lr[idx])
+    beta, *_ = np.linalg.lstsq(x, y, rcond=None)
+    law.params_ = {"coef": float(math.exp(beta[0]))}
+    for j, v in enumerate(variables):
+        law.params_[f"exp_{v}"] = float(beta[1 + j])
+    law.residuals_ = y - x @ beta
+    law.notes_ = notes
+    law.data_range_ = {
+        "n_params": [float(n[idx].min()), float(n[idx].max())],
+        "tokens": [float(d[idx].min()), float(d[idx].max())],
+        "batch_tokens": [float(b[idx].min()), float(b[idx].max())],
+        "lr": [float(lr[idx].min()), float(lr[idx].max())],
+    }
+    law.points_ = {
+        "cell": cells[idx].tolist(),
+        "n_params": n[idx].tolist(),
+        "tokens": d[idx].tolist(),
+        "batch_tokens": b[idx].tolist(),
+        "lr": lr[idx].tolist(),
+        "predicted": np.exp(x @ beta).tolist(),
+        "residual": law.residuals_.tolist(),
+    }
+    if bootstrap:
+        rng = np.random.default_rng(seed)
+        names = np.unique(cells[idx])
+        rows_of = {c: np.flatnonzero(cells[idx] == c) for c in names}
+        samples = []
+        for _ in range(bootstrap):
+            for _ in range(20):
+                sel = np.concatenate([rows_of[c] for c in rng.choice(names, names.size)])
+                if np.linalg.matrix_rank(x[sel]) == k:
+                    break
+            else:
+                sel = np.arange(idx.size)
+            samples.append(np.linalg.lstsq(x[sel], y[sel], rcond=None)[0])
+        law.samples_ = np.array(samples)
+        lo, hi = percentile_interval(law.samples_, level)
+        law.params_ci_ = {"coef": (float(math.exp(lo[0])), float(math.exp(hi[0])))}
+        for j, v in enumerate(variables):
+            law.params_ci_[f"exp_{v}"] = (float(lo[1 + j]), float(hi[1 + j]))
+    for note in notes:
+        warnings.warn(
+            f"lr law at a given batch, in {', '.join(variables)}: {note}", UserWarning, stacklevel=2
+        )
     return law

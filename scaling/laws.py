@@ -21,10 +21,10 @@ import pandas as pd
 
 from ._errors import UnsupportedQuery
 from ._lawfile import FORMAT_VERSION, LOSS_FORMS, jsonable, read_law_file, validate_law_dict
-from ._util import check_positive, single_threaded_blas
-from .hparam_laws import PowerLaw, fit_power_law
+from ._util import check_positive, percentile_interval, single_threaded_blas
+from .hparam_laws import PowerLaw, fit_lr_at_batch, fit_power_law
 from .loss_law import LossLaw
-from .optimum import cell_optima, searched_cells
+from .optimum import cell_optima, conditional_lr_optima, searched_cells
 from .runs import read_runs, runs_sha256, validate_runs
 from .schedules import ScheduleSpec
 from .trajectory import CrossSizeTrajectoryLaw
@@ -138,6 +138,9 @@ class ScalingLaws:
             PowerLaw.from_dict(laws["batch_tokens_compute"])
             if "batch_tokens_compute" in laws
             else None
+        )
+        self.lr_at_batch_law = (
+            PowerLaw.from_dict(laws["lr_at_batch"]) if "lr_at_batch" in laws else None
         )
         alloc = laws.get("compute_allocation")
         self.allocation = (
@@ -303,9 +306,17 @@ class ScalingLaws:
         *,
         seq_len: int | None = None,
         width: int | None = None,
+        batch_tokens: float | None = None,
     ) -> Prediction:
+        """LR, batch size and final loss for n_params and tokens.
+
+        Laws fitted with several batch sizes per cell carry the optimal LR at a given batch
+        (`lr_at_batch`): the LR returned is then the optimum at the recommended batch, or at
+        `batch_tokens` when you give the batch you will train with (that batch is returned)."""
         n_params = check_positive("n_params", n_params)
         tokens = check_positive("tokens", tokens)
+        if batch_tokens is not None:
+            batch_tokens = check_positive("batch_tokens", batch_tokens)
         if seq_len is not None:
             seq_len = int(check_positive("seq_len", seq_len))
         if width is not None:
@@ -340,6 +351,20 @@ class ScalingLaws:
                 "batch_tokens is Kaplan's critical batch size B_crit(L) at the predicted loss, "
                 "not a tuned optimum"
             )
+        if batch_tokens is not None:
+            batch, intervals["batch_tokens"] = batch_tokens, None
+            warns.append("batch_tokens as given; loss is the optimum's (at the optimal batch)")
+            if self.lr_at_batch_law is None and lr is not None:
+                warns.append(
+                    f"{self.id} has no LR law at a given batch: lr is the optimum at the law's "
+                    "own batch size, not at the one given"
+                )
+        if self.lr_at_batch_law is not None and batch is not None:
+            # The LR on the valley of the (LR, batch) landscape at this batch.
+            lr = float(self.lr_at_batch_law.predict(n_params, tokens, batch_tokens=batch))
+            intervals["lr"] = self._lr_at_batch_interval(
+                n_params, tokens, law_flops, batch, given=batch_tokens is not None
+            )
         for name, value, what in (
             ("lr", lr, "learning-rate law"),
             ("batch_tokens", batch, "batch-size law"),
@@ -373,6 +398,27 @@ class ScalingLaws:
             seq_len=seq_len,
             width=width,
         )
+
+    def _lr_at_batch_interval(self, n_params, tokens, law_flops, batch, *, given: bool):
+        """95% interval of the LR at this batch: the LR-at-batch law's bootstrap, paired with
+        the batch law's when the batch is the recommended one (its uncertainty moves the LR
+        too). Widened to contain the point estimate, which a percentile interval from few
+        resamples can miss."""
+        law = self.lr_at_batch_law
+        if law.samples_ is None or len(law.samples_) == 0:
+            return None
+        batches = np.full(len(law.samples_), batch)
+        blaw = self.batch_law
+        if not given and blaw is not None and blaw.samples_ is not None and len(blaw.samples_):
+            m = min(len(law.samples_), len(blaw.samples_))
+            xb = blaw._design(n_params, tokens, law_flops)
+            batches = np.exp(blaw.samples_[:m] @ xb)
+        m = batches.size
+        x = law._design(n_params, tokens, 6.0 * n_params * tokens, batches)
+        lrs = np.exp(np.sum(law.samples_[:m] * x, axis=1))
+        lo, hi = percentile_interval(lrs)
+        point = float(law.predict(n_params, tokens, batch_tokens=batch))
+        return float(min(lo, point)), float(max(hi, point))
 
     def compute_optimal(self, flops: float) -> dict:
         """The compute-optimal n_params and tokens for a FLOP budget (C = 6 N D), with the lr,
@@ -451,7 +497,8 @@ class ScalingLaws:
             raise ValueError(f"schedule must be a name or a ScheduleSpec, got {schedule!r}")
         pred = None
         if lr is None or batch_tokens is None:
-            pred = self.predict(n_params, tokens, seq_len=seq_len)
+            # A given batch gets the LR that is optimal at that batch (where the laws know it).
+            pred = self.predict(n_params, tokens, seq_len=seq_len, batch_tokens=batch_tokens)
         # The cross-size law draws the curve and its interval; it gets the recommended lr and
         # batch unless the caller chose them (and its fitted runs' own when no law gives them).
         return self._trajectory.trajectory(
@@ -544,6 +591,7 @@ class OptimumLaws(NamedTuple):
     lr_compute: PowerLaw | None
     batch_tokens: PowerLaw | None
     batch_tokens_compute: PowerLaw | None
+    lr_at_batch: PowerLaw | None  # the optimal LR at a given batch size
 
 
 def fit_optimum_laws(
@@ -552,7 +600,7 @@ def fit_optimum_laws(
     """Cell optima, then the final-loss law and the LR and batch laws on them (no trajectory
     law, no law file): what `fit` builds on, and what a backtest refits without some cells.
     Why a law was reduced or not fitted is raised as a warning."""
-    table, boot, cells = cell_optima(
+    table, boot, cell_runs = cell_optima(
         runs,
         bootstrap=bootstrap,
         seed=seed,
@@ -587,7 +635,14 @@ def fit_optimum_laws(
         warnings.warn(
             "batch_tokens was not varied within cells: no batch-size law", UserWarning, stacklevel=3
         )
-    return OptimumLaws(table, loss_law, lr_law, lr_c, batch_law, batch_c)
+    lr_at_batch = None
+    conditional = conditional_lr_optima(cell_runs)
+    if batch_law is not None and len(conditional):
+        try:
+            lr_at_batch = fit_lr_at_batch(conditional, bootstrap=bootstrap, seed=seed)
+        except ValueError as exc:
+            warnings.warn(f"lr law at a given batch not fitted: {exc}", UserWarning, stacklevel=3)
+    return OptimumLaws(table, loss_law, lr_law, lr_c, batch_law, batch_c, lr_at_batch)
 
 
 def _backtest(runs: pd.DataFrame, table: pd.DataFrame, seed: int) -> dict:
@@ -599,7 +654,8 @@ def _backtest(runs: pd.DataFrame, table: pd.DataFrame, seed: int) -> dict:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            _, loss_law, lr_law, _, batch_law, _ = fit_optimum_laws(runs[~held], seed=seed)
+            core = fit_optimum_laws(runs[~held], seed=seed)
+            loss_law, lr_law, batch_law = core.loss, core.lr, core.batch_tokens
         except (ValueError, RuntimeError) as exc:
             return {"skipped": f"refit without n_params={n_max:.4g} failed: {exc}"}
     rows = []
@@ -707,7 +763,7 @@ def fit(
 
         search_runs = _searched_runs(runs)
         with single_threaded_blas():
-            table, loss_law, lr_law, lr_c, batch_law, batch_c = fit_optimum_laws(
+            table, loss_law, lr_law, lr_c, batch_law, batch_c, lr_at_batch = fit_optimum_laws(
                 search_runs,
                 bootstrap=bootstrap,
                 seed=seed,
@@ -742,6 +798,7 @@ def fit(
         ("batch_tokens", batch_law),
         ("lr_compute", lr_c),
         ("batch_tokens_compute", batch_c),
+        ("lr_at_batch", lr_at_batch),
     ):
         if law is not None:
             laws[key] = law.to_dict()

@@ -17,7 +17,13 @@ import pandas as pd
 from ._util import n_levels, percentile_interval, single_threaded_blas
 from .runs import validate_runs
 
-__all__ = ["CellRuns", "estimate_optimum", "cell_optima", "cell_bootstrap"]
+__all__ = [
+    "CellRuns",
+    "cell_bootstrap",
+    "cell_optima",
+    "conditional_lr_optima",
+    "estimate_optimum",
+]
 
 _TOL = 1e-6
 
@@ -248,6 +254,46 @@ def split_cells(runs: pd.DataFrame) -> list[CellRuns]:
         )
     cells.sort(key=lambda c: (c.n_params, c.tokens))
     return cells
+
+
+def conditional_lr_optima(cells: list[CellRuns], band_rel: float = 0.03) -> pd.DataFrame:
+    """The optimal LR at each batch size a cell swept: one row per (cell, batch) with at
+    least 3 finished LRs, in cells that swept at least 2 batch sizes.
+
+    Under Adam the best LR grows with the batch (about as its square root; Malladi et al.
+    2022, "On the SDEs and Scaling Rules for Adaptive Gradient Algorithms"), so an LR law
+    that ignores the batch recommends a pair off the valley of the (LR, batch) landscape
+    whenever the batch law misses. `edge` marks an optimum that no run bounds on one side.
+    """
+    rows = []
+    for cell in cells:
+        fin = cell.finished
+        levels = np.unique(np.round(cell.log_batch[fin], 6))
+        if levels.size < 2:
+            continue
+        for level in levels:
+            at = fin & (np.abs(cell.log_batch - level) < 1e-6)
+            at_div = ~fin & (np.abs(cell.log_batch - level) < 1e-6)
+            if _distinct(cell.log_lr[at]) < 3:
+                continue
+            x, loss = cell.log_lr[at], cell.loss[at]
+            xv, _, method, best = _fit_1d(x, loss, band_rel, 4)
+            x_best = float(x[np.argmin(loss)])
+            lr_opt, e_lo, e_hi = _edge_and_clip(xv, x_best, x, cell.log_lr[at_div])
+            rows.append(
+                {
+                    "cell": cell.cell,
+                    "n_params": cell.n_params,
+                    "tokens": cell.tokens,
+                    "batch_tokens": float(np.exp(level)),
+                    "lr_opt": float(np.exp(lr_opt)),
+                    "loss_best": best,
+                    "edge": bool(e_lo or e_hi),
+                    "method": method,
+                }
+            )
+    columns = ["cell", "n_params", "tokens", "batch_tokens", "lr_opt", "loss_best", "edge"]
+    return pd.DataFrame(rows, columns=[*columns, "method"])
 
 
 def _bootstrap_one_cell(cell: CellRuns, n_boot: int, seed, band_rel: float) -> np.ndarray:

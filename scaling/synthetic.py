@@ -23,6 +23,8 @@ class TrueLaws:
     batch: dict = field(default_factory=lambda: {"coef": 0.5, "exp_N": 0.05, "exp_D": 0.45})
     lr_curvature: float = 0.04  # loss increase per (ln lr - ln lr*)^2
     batch_curvature: float = 0.02
+    # The optimal LR at batch bt is lr* (bt / B*)^lr_batch_exp (Adam's valley: about 0.5).
+    lr_batch_exp: float = 0.0
     diverge_factor: float = 6.0  # runs above this multiple of lr* diverge
 
     def loss_at(self, n, d):
@@ -36,6 +38,9 @@ class TrueLaws:
     def batch_at(self, n, d):
         p = self.batch
         return p["coef"] * n ** p["exp_N"] * d ** p["exp_D"]
+
+    def lr_at_batch(self, n, d, batch_tokens):
+        return self.lr_at(n, d) * (batch_tokens / self.batch_at(n, d)) ** self.lr_batch_exp
 
 
 def make_sweep(
@@ -81,10 +86,10 @@ def make_sweep(
                 lr, bt = centre_lr * f, centre_b * g
                 loss = (
                     truth.loss_at(n, d)
-                    + truth.lr_curvature * np.log(lr / lr_star) ** 2
+                    + truth.lr_curvature * np.log(lr / truth.lr_at_batch(n, d, bt)) ** 2
                     + truth.batch_curvature * np.log(bt / b_star) ** 2
                 ) * np.exp(rng.normal(0, noise))
-                diverged = lr > truth.diverge_factor * lr_star
+                diverged = lr > truth.diverge_factor * truth.lr_at_batch(n, d, bt)
                 is_pruned = (not diverged) and rng.uniform() < pruned
                 if rng.uniform() < missing:
                     continue

@@ -58,7 +58,12 @@ def _predict_one(query: dict[str, Any]) -> dict[str, Any]:
     law_id = query.get("law", laws.default)
     laws.get(law_id)  # 404 before any work
     return laws.predict(
-        law_id, query["n_params"], query["tokens"], query.get("seq_len"), query.get("width")
+        law_id,
+        query["n_params"],
+        query["tokens"],
+        query.get("seq_len"),
+        query.get("width"),
+        query.get("batch_tokens"),
     )
 
 

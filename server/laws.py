@@ -151,10 +151,15 @@ class LawRegistry:
         tokens: float,
         seq_len: int | None = None,
         width: int | None = None,
+        batch_tokens: float | None = None,
     ) -> dict[str, Any]:
         law = self.get(law_id)
-        prediction = law.predict(n_params, tokens, seq_len=seq_len, width=width)
+        prediction = law.predict(
+            n_params, tokens, seq_len=seq_len, width=width, batch_tokens=batch_tokens
+        )
         inputs = {"n_params": n_params, "tokens": tokens, "seq_len": seq_len, "width": width}
+        if batch_tokens is not None:
+            inputs["batch_tokens"] = batch_tokens
         answer = {"law": law_id, "inputs": inputs}
         answer.update(
             (key, value)
@@ -190,7 +195,9 @@ class LawRegistry:
         if "trajectory" not in self._info[law_id].get("supports", ()):
             raise scaling.UnsupportedQuery(f"{law_id} has no trajectory law")
         n_params, tokens = query["n_params"], query["tokens"]
-        prediction = self.predict(law_id, n_params, tokens, query.get("seq_len"))
+        prediction = self.predict(
+            law_id, n_params, tokens, query.get("seq_len"), None, query.get("batch_tokens")
+        )
         batch_tokens = query.get("batch_tokens") or prediction.get("batch_tokens")
         if batch_tokens and tokens / batch_tokens > schemas.MAX_TRAJECTORY_STEPS:
             raise APIError(

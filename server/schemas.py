@@ -79,6 +79,11 @@ class PredictQuery(StrictSchema):
         validate=validate.Range(min=1, max=MAX_WIDTH),
         metadata={"description": "model width; gives muP per-group LRs for muP laws"},
     )
+    batch_tokens = Quantity(
+        MAX_BATCH_TOKENS,
+        "the batch you will train with (tokens per step); lr is then the optimum at that batch "
+        "where the law knows it; default: the law's optimal batch",
+    )
 
 
 class TrajectoryQuery(StrictSchema):
@@ -148,6 +153,7 @@ class PredictInputs(Schema):
     tokens = fields.Float()
     seq_len = fields.Integer(allow_none=True)
     width = fields.Integer(allow_none=True)
+    batch_tokens = fields.Float(allow_none=True)  # only when the query gave one
 
 
 class Prediction(Schema):

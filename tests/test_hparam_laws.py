@@ -143,3 +143,51 @@ def test_edge_cell_warnings_name_the_form_and_agree_with_the_counts():
     assert len(kept) == 1 and kept[0].startswith("lr law in N, D: kept 3 cell(s)")
     assert "without them 3 would be left, fewer than the 4 needed for 3 parameters" in kept[0]
     assert len(left) == 1 and left[0].startswith("lr law in C: left out 3 cell(s)")
+
+
+def test_lr_at_batch_law_recovers_the_lr_batch_coupling():
+    # Adam's valley: the best LR grows as the square root of the batch. The LR-at-batch law
+    # must find that exponent, and predict the LR of a batch the batch law did not pick.
+    from scaling.hparam_laws import fit_lr_at_batch
+    from scaling.optimum import conditional_lr_optima, split_cells
+
+    truth = TrueLaws(lr_batch_exp=0.5)
+    runs, _ = make_sweep(seed=21, truth=truth, noise=0.002)
+    table = conditional_lr_optima(split_cells(runs))
+    assert set(table.columns) >= {"cell", "batch_tokens", "lr_opt", "edge"}
+    assert table.groupby("cell")["batch_tokens"].nunique().min() >= 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        law = fit_lr_at_batch(table, bootstrap=100, seed=0)
+    assert law.variables == ("N", "D", "B")
+    assert law.params_["exp_B"] == pytest.approx(0.5, abs=0.05)
+    lo, hi = law.params_ci_["exp_B"]
+    assert lo < law.params_["exp_B"] < hi and hi - lo < 0.2
+    n, d = 2e8, 4e9
+    for factor in (0.25, 4.0):
+        b = factor * truth.batch_at(n, d)
+        assert law.predict(n, d, batch_tokens=b) == pytest.approx(
+            truth.lr_at_batch(n, d, b), rel=0.35
+        )
+    with pytest.raises(ValueError, match="batch_tokens"):
+        law.predict(n, d)
+    # Without the coupling the same fit finds none.
+    runs, _ = make_sweep(seed=21, noise=0.002)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        flat = fit_lr_at_batch(conditional_lr_optima(split_cells(runs)))
+    assert flat.params_["exp_B"] == pytest.approx(0.0, abs=0.05)
+
+
+def test_lr_at_batch_law_needs_two_batch_sizes():
+    from scaling.hparam_laws import fit_lr_at_batch
+    from scaling.optimum import conditional_lr_optima, split_cells
+
+    runs, _ = make_sweep(seed=22, batch_factors=(1.0,))
+    table = conditional_lr_optima(split_cells(runs))
+    assert table.empty  # no cell swept two batch sizes
+    runs, _ = make_sweep(seed=22, batch_factors=(0.5, 2.0))
+    table = conditional_lr_optima(split_cells(runs))
+    one_batch = table[table["batch_tokens"] == table["batch_tokens"].iloc[0]]
+    with pytest.raises(ValueError, match="two or more batch sizes"):
+        fit_lr_at_batch(one_batch.assign(batch_tokens=1024.0))

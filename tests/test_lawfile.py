@@ -12,7 +12,7 @@ import pytest
 
 import scaling
 from scaling import LawFileError
-from scaling.synthetic import make_sweep
+from scaling.synthetic import TrueLaws, make_sweep
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_contents(fitted, runs_csv):
     assert doc["source"]["n_pruned"] > 0 and doc["source"]["n_diverged"] > 0
     assert any("pruned run(s) excluded" in w for w in doc["warnings"])
     assert doc["parametrization"] == {"kind": "mup", "base_width": 64.0}
-    for name in ("loss", "lr", "batch_tokens", "lr_compute", "batch_tokens_compute"):
+    for name in ("loss", "lr", "batch_tokens", "lr_compute", "batch_tokens_compute", "lr_at_batch"):
         law = doc["laws"][name]
         assert law["params"] and law["intervals"] and law["data_range"]
         assert law["residuals"]["rmse"] >= 0
@@ -145,6 +145,14 @@ def test_future_version(tmp_path, good_doc):
         (lambda d: d["laws"]["loss"]["params"].__setitem__("E", "1.7"), "laws.loss.params.E"),
         (lambda d: d["fitted_range"].__setitem__("n_params", [1]), "fitted_range.n_params"),
         (lambda d: d["parametrization"].__setitem__("kind", "ntk"), "parametrization.kind"),
+        (
+            lambda d: d["laws"]["lr_at_batch"].__setitem__("variables", ["N", "D"]),
+            "laws.lr_at_batch.variables",
+        ),
+        (
+            lambda d: d["laws"]["lr"].__setitem__("variables", ["N", "B"]),
+            "laws.lr.variables",
+        ),
     ],
 )
 def test_bad_fields(tmp_path, good_doc, mutate, field):
@@ -252,3 +260,37 @@ def test_trajectory_law_is_fitted_stored_and_used(tmp_path):
     )
     np.testing.assert_allclose(again["loss"], frame["loss"], rtol=1e-9)
     assert trajectory.CrossSizeTrajectoryLaw is not None
+
+
+def test_lr_is_the_optimum_at_the_recommended_or_given_batch(tmp_path):
+    # Runs whose best LR grows as the square root of the batch: predict() must give the LR on
+    # that valley at its own batch, and at a batch the user gives, and keep it in the file.
+    truth = TrueLaws(lr_batch_exp=0.5)
+    runs, _ = make_sweep(seed=23, sizes=(2e6, 6e6, 2e7, 6e7), truth=truth, sweep="valley")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        laws = scaling.fit(runs, bootstrap=20, seed=0, n_jobs=1)
+    assert laws.to_dict()["laws"]["lr_at_batch"]["variables"] == ["N", "D", "B"]
+    n, d = 2e7, 4e8
+    p = laws.predict(n, d)
+    assert p.lr == pytest.approx(laws.lr_at_batch_law.predict(n, d, batch_tokens=p.batch_tokens))
+    lo, hi = p.intervals["lr"]
+    assert lo <= p.lr <= hi
+    big = laws.predict(n, d, batch_tokens=4 * p.batch_tokens)
+    assert big.batch_tokens == 4 * p.batch_tokens and big.intervals["batch_tokens"] is None
+    assert big.lr / p.lr == pytest.approx(2.0, rel=0.15)  # 4x the batch, sqrt: 2x the LR
+    assert big.lr == pytest.approx(truth.lr_at_batch(n, d, big.batch_tokens), rel=0.3)
+    assert any("batch_tokens as given" in w for w in big.warnings)
+    laws.save(tmp_path / "laws.json")
+    again = scaling.load(tmp_path / "laws.json")
+    assert again.predict(n, d, batch_tokens=4096).lr == pytest.approx(
+        laws.predict(n, d, batch_tokens=4096).lr
+    )
+    with pytest.raises(ValueError, match="batch_tokens"):
+        laws.predict(n, d, batch_tokens=-1)
+
+
+def test_a_law_without_the_coupling_says_so_when_given_a_batch():
+    p = scaling.load("step-law").predict(7e9, 1.4e12, batch_tokens=4e6)
+    assert p.batch_tokens == 4e6
+    assert any("no LR law at a given batch" in w for w in p.warnings)

@@ -126,6 +126,17 @@ def test_predict_width_gives_mup_groups(client, fitted):
     assert body["lr_groups"] == json.loads(json.dumps(expected.lr_groups))
 
 
+def test_predict_at_a_given_batch(client, fitted):
+    body = client.get("/v1/predict?n_params=1e6&tokens=1e8&batch_tokens=65536").get_json()
+    expected = fitted.predict(1e6, 1e8, batch_tokens=65536)
+    assert body["inputs"]["batch_tokens"] == 65536
+    assert body["batch_tokens"] == 65536 and body["intervals"]["batch_tokens"] is None
+    assert close(body["lr"], expected.lr)
+    assert any("batch_tokens as given" in w for w in body["warnings"])
+    bad = client.get("/v1/predict?n_params=1e6&tokens=1e8&batch_tokens=-3")
+    assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "batch_tokens"
+
+
 def test_predict_post_one_object(client):
     got = client.post("/v1/predict", json={"n_params": 1e6, "tokens": 1e8})
     want = client.get("/v1/predict?n_params=1e6&tokens=1e8")
