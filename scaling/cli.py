@@ -69,6 +69,11 @@ def _parser() -> _Parser:
     q.add_argument("--tokens", required=True, type=_positive("--tokens"))
     q.add_argument("--width", type=_positive("--width", int))
     q.add_argument("--seq-len", type=_positive("--seq-len", int))
+    q.add_argument(
+        "--batch-tokens",
+        type=_positive("--batch-tokens"),
+        help="the batch you will train with: lr is then the optimum at that batch",
+    )
     q.add_argument("--json", action="store_true", help="print the Prediction as JSON")
     sub.add_parser("presets", help="list the presets")
     return p
@@ -118,7 +123,13 @@ def _cmd_predict(args) -> int:
     from .laws import load
 
     laws = load(args.laws)
-    pred = laws.predict(args.n_params, args.tokens, seq_len=args.seq_len, width=args.width)
+    pred = laws.predict(
+        args.n_params,
+        args.tokens,
+        seq_len=args.seq_len,
+        width=args.width,
+        batch_tokens=args.batch_tokens,
+    )
     if args.json:
         print(json.dumps(pred.to_dict(), indent=1))
         return 0

@@ -75,6 +75,15 @@ def test_predict_json(fitted_dir, capsys):
     assert out["lr_groups"]["width_mult"] == 8.0
 
 
+def test_predict_at_a_given_batch(fitted_dir, capsys):
+    laws = str(fitted_dir / "laws.json")
+    argv = ["predict", "--laws", laws, "--n-params", "1e9", "--tokens", "2e10", "--json"]
+    assert main([*argv, "--batch-tokens", "65536"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["batch_tokens"] == 65536
+    assert any("batch_tokens as given" in w for w in out["warnings"])
+
+
 def test_predict_preset_text(capsys):
     assert main(["predict", "--laws", "step-law", "--n-params", "7e9", "--tokens", "1.4e12"]) == 0
     out = capsys.readouterr().out
@@ -89,6 +98,20 @@ def test_predict_preset_text(capsys):
         (["predict", "--laws", "step-law", "--n-params", "1e9", "--tokens", "inf"], "--tokens"),
         (["predict", "--laws", "nope", "--n-params", "1e9", "--tokens", "1e9"], "unknown law"),
         (["predict", "--n-params", "1e9", "--tokens", "1e9"], "--laws"),
+        (
+            [
+                "predict",
+                "--laws",
+                "step-law",
+                "--n-params",
+                "1e9",
+                "--tokens",
+                "1e9",
+                "--batch-tokens",
+                "0",
+            ],
+            "--batch-tokens",
+        ),
         (["fit", "/no/such/runs.csv", "-o", "x.json"], "no such runs file"),
         (["frobnicate"], "invalid choice"),
     ],
