@@ -167,6 +167,14 @@ def test_a_shared_link_fills_the_form_and_asks(browser, base_url):
     assert painted_pixels(browser, "batch-chart") > 2000
 
 
+def test_a_given_batch_is_answered_at_that_batch(browser, base_url, laws_dir):
+    browser.get(base_url + "/?n_params=1e8&tokens=2e9&law=quick&batch_tokens=65536")
+    assert wait_for_answer(browser) == "done", browser.find_element("id", "error").text
+    expected = fitted_laws(laws_dir, "quick").predict(1e8, 2e9, seq_len=2048, batch_tokens=65536)
+    assert number(browser, "out-batch_tokens") == pytest.approx(65536, rel=1e-3)
+    assert number(browser, "out-lr") == pytest.approx(expected.lr, rel=1e-3)
+
+
 def test_static_files_only(base_url, browser):
     browser.get(base_url + "/")
     sources = browser.execute_script(

@@ -144,6 +144,7 @@
     try {
       const law = $("law").value;
       const seqLen = $("seq_len").value.trim();
+      const batchTokens = $("batch_tokens").value.trim();
       let nParams = $("n_params").value.trim();
       let tokens = $("tokens").value.trim();
       if (document.querySelector("input[name=mode]:checked").value === "compute") {
@@ -154,14 +155,14 @@
         $("n_params").value = fmt(opt.n_params);
         $("tokens").value = fmt(opt.tokens);
       }
-      const prediction = await getJSON(`/v1/predict?${q({ n_params: nParams, tokens, law, seq_len: seqLen })}`);
+      const prediction = await getJSON(`/v1/predict?${q({ n_params: nParams, tokens, law, seq_len: seqLen, batch_tokens: batchTokens })}`);
       fillAnswer(prediction);
       const others = [...document.querySelectorAll("input[name=compare]:checked")].map((b) => b.value);
       const compareQueries = [law, ...others.filter((id) => id !== law)].map((id) => ({ n_params: +nParams, tokens: +tokens, law: id }));
       const [curves, compared, trajectory] = await Promise.all([
         getJSON(`/v1/laws/${encodeURIComponent(law)}/curves?${q({ n_params: nParams, tokens })}`),
         getJSON("/v1/predict", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(compareQueries) }),
-        getJSON(`/v1/trajectory?${q({ n_params: nParams, tokens, law, schedule: $("schedule").value, seq_len: seqLen })}`).catch((e) => e),
+        getJSON(`/v1/trajectory?${q({ n_params: nParams, tokens, law, schedule: $("schedule").value, seq_len: seqLen, batch_tokens: batchTokens })}`).catch((e) => e),
       ]);
       fillCompare(compared);
       $("plots").hidden = false;
@@ -186,7 +187,7 @@
     $("query").addEventListener("submit", submit);
     // A shared link (/?n_params=..&tokens=..&law=..) fills the form and asks at once.
     const params = new URLSearchParams(location.search);
-    for (const key of ["n_params", "tokens", "flops", "law", "schedule", "seq_len"]) {
+    for (const key of ["n_params", "tokens", "flops", "law", "schedule", "seq_len", "batch_tokens"]) {
       if (params.has(key)) $(key).value = params.get(key);
     }
     if (params.has("flops") && !params.has("n_params")) {
