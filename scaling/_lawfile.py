@@ -105,12 +105,13 @@ class _Checker:
             self.interval_map(intervals, f"{where}.intervals")
         if form == "power":
             variables = self.get(law, "variables", where, list)
-            allowed = ("N", "D", "B") if where.endswith(".lr_at_batch") else ("N", "D", "C")
+            at_batch = where.endswith(".lr_at_batch")  # the one law in batch_tokens
+            allowed = ("N", "D", "B") if at_batch else ("N", "D", "C")
             if not variables or any(v not in allowed for v in variables):
                 self.fail(
                     f"{where}.variables", f"must list {', '.join(allowed)}, got {variables!r}"
                 )
-            if where.endswith(".lr_at_batch") and "B" not in variables:
+            if at_batch and "B" not in variables:
                 self.fail(f"{where}.variables", f"must include B, got {variables!r}")
             self.get(law, "target", where, str)
             for key in ["coef", *[f"exp_{v}" for v in variables]]:

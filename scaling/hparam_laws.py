@@ -74,12 +74,23 @@ class PowerLaw:
     def predict_interval(
         self, n_params=None, tokens=None, flops=None, level: float = 0.95, batch_tokens=None
     ):
+        preds = self.sample_predictions(n_params, tokens, flops, batch_tokens)
+        if preds is None:
+            return None
+        lo, hi = percentile_interval(preds, level)
+        return float(lo), float(hi)
+
+    def sample_predictions(self, n_params=None, tokens=None, flops=None, batch_tokens=None):
+        """The law's value under each bootstrap sample (None without samples). An input may
+        also be an array with one value per sample, paired with the samples in order (the
+        shorter of the two sets the count)."""
         if self.samples_ is None or len(self.samples_) == 0:
             return None
         x = self._design(n_params, tokens, flops, batch_tokens)
-        preds = np.exp(self.samples_ @ x.T) if x.ndim == 1 else np.exp(self.samples_ @ x.T)
-        lo, hi = percentile_interval(preds, level)
-        return float(lo), float(hi)
+        if x.ndim == 1:
+            return np.exp(self.samples_ @ x)
+        m = min(len(x), len(self.samples_))
+        return np.exp(np.sum(self.samples_[:m] * x[:m], axis=1))
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -154,6 +165,40 @@ def choose_variables(
     return ("N", "D"), []
 
 
+def _leave_out_edges(ok, edge, needed: int, n_coef: int, what: str, names=None):
+    """Rows on the edge of the swept range leave the fit when `needed` others remain, and are
+    kept otherwise; returns the rows to fit and a note saying which was done."""
+    edge = ok & np.asarray(edge, bool)
+    if not edge.any():
+        return ok, []
+    keep = ok & ~edge
+    if keep.sum() >= needed:
+        listed = [names[i] for i in np.flatnonzero(edge)] if names is not None else []
+        return keep, [
+            f"left out {edge.sum()} {what}" + (f" ({', '.join(listed)})" if listed else "")
+        ]
+    return ok, [
+        f"kept {edge.sum()} {what}: without them {keep.sum()} would be left, fewer than the "
+        f"{needed} needed for {n_coef} parameters; the law is biased toward the swept range "
+        "there"
+    ]
+
+
+def _store_fit(law: PowerLaw, beta: np.ndarray, samples=None, level: float = 0.95) -> None:
+    """Parameters from a log-linear solution (log coef, exponents), and their percentile
+    intervals from bootstrap solutions."""
+    law.params_ = {"coef": float(math.exp(beta[0]))}
+    for j, v in enumerate(law.variables):
+        law.params_[f"exp_{v}"] = float(beta[1 + j])
+    if samples is None:
+        return
+    law.samples_ = np.array(samples)
+    lo, hi = percentile_interval(law.samples_, level)
+    law.params_ci_ = {"coef": (float(math.exp(lo[0])), float(math.exp(hi[0])))}
+    for j, v in enumerate(law.variables):
+        law.params_ci_[f"exp_{v}"] = (float(lo[1 + j]), float(hi[1 + j]))
+
+
 def fit_power_law(
     target: str,
     n_params: np.ndarray,
@@ -178,23 +223,15 @@ def fit_power_law(
     ok = np.isfinite(values) & (values > 0)
     notes: list[str] = []
     if exclude is not None:
-        keep = ok & ~np.asarray(exclude, bool)
         n_vars = len(choose_variables(n_params[ok], tokens[ok], compute)[0]) if ok.sum() else 1
-        if keep.sum() >= n_vars + 2 and keep.sum() < ok.sum():
-            dropped = (ok & ~keep).sum()
-            names = [cell_names[i] for i in np.flatnonzero(ok & ~keep)] if cell_names else []
-            notes.append(
-                f"left out {dropped} cell(s) whose optimum is on the edge of the swept range"
-                + (f" ({', '.join(names)})" if names else "")
-            )
-            ok = keep
-        elif (ok & np.asarray(exclude, bool)).any():
-            edge = ok & np.asarray(exclude, bool)
-            notes.append(
-                f"kept {edge.sum()} cell(s) whose optimum is on the edge of the swept range: "
-                f"without them {keep.sum()} would be left, fewer than the {n_vars + 2} needed "
-                f"for {n_vars + 1} parameters; the law is biased toward the swept range there"
-            )
+        ok, notes = _leave_out_edges(
+            ok,
+            exclude,
+            n_vars + 2,
+            n_vars + 1,
+            "cell(s) whose optimum is on the edge of the swept range",
+            cell_names or None,
+        )
     idx = np.flatnonzero(ok)
     flops = 6.0 * n_params * tokens
     variables, more = choose_variables(n_params[idx], tokens[idx], compute)
@@ -223,9 +260,7 @@ def fit_power_law(
         return beta
 
     beta = solve(x, y, w)
-    law.params_ = {"coef": float(math.exp(beta[0]))}
-    for j, v in enumerate(variables):
-        law.params_[f"exp_{v}"] = float(beta[1 + j])
+    _store_fit(law, beta)
     law.residuals_ = y - x @ beta
     law.weights_ = w
     law.notes_ = notes
@@ -259,11 +294,7 @@ def fit_power_law(
                 else:
                     sel = np.arange(idx.size)
             samples.append(solve(x[sel], yy[sel], w[sel]))
-        law.samples_ = np.array(samples)
-        lo, hi = percentile_interval(law.samples_)
-        law.params_ci_ = {"coef": (float(math.exp(lo[0])), float(math.exp(hi[0])))}
-        for j, v in enumerate(variables):
-            law.params_ci_[f"exp_{v}"] = (float(lo[1 + j]), float(hi[1 + j]))
+        _store_fit(law, beta, samples)
     # The (N, D) law and the compute law can treat the same edge cells differently: say which.
     label = f"{target} law in {', '.join(variables)}"
     for note in notes:
@@ -288,19 +319,14 @@ def fit_lr_at_batch(table, *, bootstrap: int = 0, seed: int = 0, level: float = 
     variables, notes = choose_variables(n[ok], d[ok])
     variables = (*variables, "B")
     k = 1 + len(variables)
-    edge = table["edge"].to_numpy(dtype=bool)
-    if (ok & ~edge).sum() >= k + 2:
-        if (ok & edge).any():
-            notes.append(
-                f"left out {int((ok & edge).sum())} (cell, batch) optima on the edge of the "
-                "swept LRs"
-            )
-        ok &= ~edge
-    elif (ok & edge).any():
-        notes.append(
-            f"kept {int((ok & edge).sum())} (cell, batch) optima on the edge of the swept LRs: "
-            f"without them {int((ok & ~edge).sum())} would be left, fewer than {k + 2}"
-        )
+    ok, edge_notes = _leave_out_edges(
+        ok,
+        table["edge"].to_numpy(dtype=bool),
+        k + 2,
+        k,
+        "(cell, batch) optima on the edge of the swept LRs",
+    )
+    notes += edge_notes
     idx = np.flatnonzero(ok)
     if idx.size < k + 1:
         raise ValueError(f"the lr-at-batch law needs at least {k + 1} optima, got {idx.size}")
@@ -308,9 +334,7 @@ def fit_lr_at_batch(table, *, bootstrap: int = 0, seed: int = 0, level: float = 
     x = law._design(n[idx], d[idx], 6.0 * n[idx] * d[idx], b[idx])
     y = np.log(lr[idx])
     beta, *_ = np.linalg.lstsq(x, y, rcond=None)
-    law.params_ = {"coef": float(math.exp(beta[0]))}
-    for j, v in enumerate(variables):
-        law.params_[f"exp_{v}"] = float(beta[1 + j])
+    _store_fit(law, beta)
     law.residuals_ = y - x @ beta
     law.notes_ = notes
     law.data_range_ = {
@@ -341,11 +365,7 @@ def fit_lr_at_batch(table, *, bootstrap: int = 0, seed: int = 0, level: float = 
             else:
                 sel = np.arange(idx.size)
             samples.append(np.linalg.lstsq(x[sel], y[sel], rcond=None)[0])
-        law.samples_ = np.array(samples)
-        lo, hi = percentile_interval(law.samples_, level)
-        law.params_ci_ = {"coef": (float(math.exp(lo[0])), float(math.exp(hi[0])))}
-        for j, v in enumerate(variables):
-            law.params_ci_[f"exp_{v}"] = (float(lo[1 + j]), float(hi[1 + j]))
+        _store_fit(law, beta, samples, level)
     for note in notes:
         warnings.warn(
             f"lr law at a given batch, in {', '.join(variables)}: {note}", UserWarning, stacklevel=2

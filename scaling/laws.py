@@ -337,10 +337,6 @@ class ScalingLaws:
             if form in LOSS_FORMS[1:3]:
                 notes = self._doc["laws"]["loss"].get("notes") or [f"reduced form {form}"]
                 warns.append("loss law: " + notes[0])
-        lr = None
-        if self.lr_law is not None:
-            lr = float(self.lr_law.predict(n_params, tokens, law_flops))
-            intervals["lr"] = self.lr_law.predict_interval(n_params, tokens, law_flops)
         batch = None
         if self.batch_law is not None:
             batch = float(self.batch_law.predict(n_params, tokens, law_flops))
@@ -354,17 +350,21 @@ class ScalingLaws:
         if batch_tokens is not None:
             batch, intervals["batch_tokens"] = batch_tokens, None
             warns.append("batch_tokens as given; loss is the optimum's (at the optimal batch)")
-            if self.lr_at_batch_law is None and lr is not None:
+            if self.lr_at_batch_law is None and self.lr_law is not None:
                 warns.append(
                     f"{self.id} has no LR law at a given batch: lr is the optimum at the law's "
                     "own batch size, not at the one given"
                 )
+        lr = None
         if self.lr_at_batch_law is not None and batch is not None:
             # The LR on the valley of the (LR, batch) landscape at this batch.
             lr = float(self.lr_at_batch_law.predict(n_params, tokens, batch_tokens=batch))
             intervals["lr"] = self._lr_at_batch_interval(
                 n_params, tokens, law_flops, batch, given=batch_tokens is not None
             )
+        elif self.lr_law is not None:
+            lr = float(self.lr_law.predict(n_params, tokens, law_flops))
+            intervals["lr"] = self.lr_law.predict_interval(n_params, tokens, law_flops)
         for name, value, what in (
             ("lr", lr, "learning-rate law"),
             ("batch_tokens", batch, "batch-size law"),
@@ -405,17 +405,15 @@ class ScalingLaws:
         too). Widened to contain the point estimate, which a percentile interval from few
         resamples can miss."""
         law = self.lr_at_batch_law
-        if law.samples_ is None or len(law.samples_) == 0:
+        batches = None
+        if not given and self.batch_law is not None:
+            batches = self.batch_law.sample_predictions(n_params, tokens, law_flops)
+        # Sample i of the LR law at sample i of the batch (or at the given batch).
+        lrs = law.sample_predictions(
+            n_params, tokens, batch_tokens=batch if batches is None else batches
+        )
+        if lrs is None:
             return None
-        batches = np.full(len(law.samples_), batch)
-        blaw = self.batch_law
-        if not given and blaw is not None and blaw.samples_ is not None and len(blaw.samples_):
-            m = min(len(law.samples_), len(blaw.samples_))
-            xb = blaw._design(n_params, tokens, law_flops)
-            batches = np.exp(blaw.samples_[:m] @ xb)
-        m = batches.size
-        x = law._design(n_params, tokens, 6.0 * n_params * tokens, batches)
-        lrs = np.exp(np.sum(law.samples_[:m] * x, axis=1))
         lo, hi = percentile_interval(lrs)
         point = float(law.predict(n_params, tokens, batch_tokens=batch))
         return float(min(lo, point)), float(max(hi, point))
@@ -636,8 +634,8 @@ def fit_optimum_laws(
             "batch_tokens was not varied within cells: no batch-size law", UserWarning, stacklevel=3
         )
     lr_at_batch = None
-    conditional = conditional_lr_optima(cell_runs)
-    if batch_law is not None and len(conditional):
+    conditional = conditional_lr_optima(cell_runs) if batch_law is not None else None
+    if conditional is not None and len(conditional):
         try:
             lr_at_batch = fit_lr_at_batch(conditional, bootstrap=bootstrap, seed=seed)
         except ValueError as exc:

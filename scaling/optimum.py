@@ -124,6 +124,16 @@ def _fit_1d(x: np.ndarray, loss: np.ndarray, band_rel: float, min_points: int):
     return float(np.sum(w * xs) / np.sum(w)), None, "weighted-mean", best
 
 
+def _lr_optimum_1d(x: np.ndarray, loss: np.ndarray, x_diverged: np.ndarray, band_rel: float):
+    """The optimal log LR along one line of finished runs (one batch size), clipped to their
+    range: (log lr, edge low, edge high, quadratic coef or None, method, best loss, best run's
+    log lr)."""
+    xv, coef, method, best = _fit_1d(x, loss, band_rel, 4)
+    x_best = float(x[np.argmin(loss)])
+    lr_opt, e_lo, e_hi = _edge_and_clip(xv, x_best, x, x_diverged)
+    return lr_opt, e_lo, e_hi, coef, method, best, x_best
+
+
 def estimate_optimum(
     cell: CellRuns, *, band_rel: float = 0.03, min_points_2d: int = 8, cross_min: int = 12
 ) -> Optimum:
@@ -190,9 +200,9 @@ def estimate_optimum(
         at = np.ones_like(y, dtype=bool)
         at_div = np.ones_like(dy_div, dtype=bool)
         eb_lo = eb_hi = False  # batch not swept here: nothing to flag
-    xv, coef, method, best_at = _fit_1d(x[at], loss[at], band_rel, 4)
-    x_best = float(x[at][np.argmin(loss[at])])
-    lr_opt, e_lo, e_hi = _edge_and_clip(xv, x_best, x[at], dx_div[at_div])
+    lr_opt, e_lo, e_hi, coef, method, best_at, x_best = _lr_optimum_1d(
+        x[at], loss[at], dx_div[at_div], band_rel
+    )
     if coef is not None:
         d = lr_opt - x_best
         fitted = float(coef[0] + coef[1] * d + coef[2] * d * d)
@@ -276,10 +286,9 @@ def conditional_lr_optima(cells: list[CellRuns], band_rel: float = 0.03) -> pd.D
             at_div = ~fin & (np.abs(cell.log_batch - level) < 1e-6)
             if _distinct(cell.log_lr[at]) < 3:
                 continue
-            x, loss = cell.log_lr[at], cell.loss[at]
-            xv, _, method, best = _fit_1d(x, loss, band_rel, 4)
-            x_best = float(x[np.argmin(loss)])
-            lr_opt, e_lo, e_hi = _edge_and_clip(xv, x_best, x, cell.log_lr[at_div])
+            lr_opt, e_lo, e_hi, _, method, best, _ = _lr_optimum_1d(
+                cell.log_lr[at], cell.loss[at], cell.log_lr[at_div], band_rel
+            )
             rows.append(
                 {
                     "cell": cell.cell,

@@ -136,15 +136,14 @@ def cell_progress(trials: list[FrozenTrial], distinct: bool = False) -> dict[str
     counts = {s.name.lower(): 0 for s in TrialState}
     for t in trials:
         counts[t.state.name.lower()] += 1
-    counts["holding"] = sum(1 for t in trials if t.state in HOLDING)
-    counts["finished"] = counts["complete"] + counts["pruned"]
-    if distinct:
-        counts["finished"] = len(
-            {grid_point_key(_trial_params(t)) for t in trials if t.state in FINISHED}
-        )
-        counts["holding"] = len(
-            {grid_point_key(_trial_params(t)) for t in trials if t.state in HOLDING}
-        )
+
+    def count(states) -> int:
+        if distinct:
+            return len({grid_point_key(_trial_params(t)) for t in trials if t.state in states})
+        return sum(1 for t in trials if t.state in states)
+
+    counts["holding"] = count(HOLDING)
+    counts["finished"] = count(FINISHED)
     return counts
 
 
