@@ -17,7 +17,13 @@ from ._errors import LawFileError
 __all__ = ["FORMAT_VERSION", "read_law_file", "validate_law_dict", "jsonable"]
 
 FORMAT_VERSION = 1
-LOSS_FORMS = ("E+A/N^alpha+B/D^beta", "E+A/N^alpha", "E+B/D^beta", "kaplan")
+LOSS_FORMS = (
+    "E+A/N^alpha+B/D^beta",
+    "E+A/N^alpha",
+    "E+B/D^beta",
+    "E+(A/N^alpha+B/D)^gamma",
+    "kaplan",
+)
 FORMS = (*LOSS_FORMS, "power", "kaplan-critical-batch", "power-allocation")
 
 
@@ -123,15 +129,21 @@ class _Checker:
                 if any(not isinstance(r, list) or len(r) != 1 + len(variables) for r in samples):
                     self.fail(f"{where}.bootstrap.samples", "rows must match the law's columns")
         elif form in LOSS_FORMS and form != "kaplan":
-            needed = {"E+A/N^alpha+B/D^beta": "E A alpha B beta", "E+A/N^alpha": "E A alpha"}
+            needed = {
+                "E+A/N^alpha+B/D^beta": "E A alpha B beta",
+                "E+A/N^alpha": "E A alpha",
+                "E+(A/N^alpha+B/D)^gamma": "E A alpha B beta gamma",
+            }
             for key in needed.get(form, "E B beta").split():
                 if params.get(key) is None:
                     self.fail(f"{where}.params.{key}", "is missing")
             boot = self.get(law, "bootstrap", where, dict, optional=True)
             if boot is not None:
                 samples = self.get(boot, "samples", f"{where}.bootstrap", list)
-                if any(not isinstance(r, list) or len(r) != 5 for r in samples):
-                    self.fail(f"{where}.bootstrap.samples", "rows must have 5 columns")
+                columns = self.get(boot, "columns", f"{where}.bootstrap", list, optional=True)
+                width = len(columns) if columns is not None else 5
+                if any(not isinstance(r, list) or len(r) != width for r in samples):
+                    self.fail(f"{where}.bootstrap.samples", f"rows must have {width} columns")
         elif form == "kaplan":
             for key in ("Nc", "Dc", "alpha_N", "alpha_D"):
                 if params.get(key) is None:

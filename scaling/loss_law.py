@@ -1,8 +1,18 @@
-"""The final-loss law L(N, D) = E + A/N^alpha + B/D^beta, fitted the way Chinchilla's replications do.
+"""The final-loss law L(N, D), fitted the way Chinchilla's replications do.
 
-Log-space fit of log L = LSE(a - alpha log N, b - beta log D, e) (Hoffmann et al. 2022,
-Besiroglu et al. 2024) with a Huber objective, L-BFGS-B with an analytic gradient from the best
-points of a grid of starts, and a seeded, parallel bootstrap warm-started at the point estimate.
+Two full forms:
+
+- additive, L = E + A/N^alpha + B/D^beta (Hoffmann et al. 2022): the gain from more data is
+  the same at every size;
+- coupled, L = E + (A/N^alpha + B/D)^gamma: Kaplan et al. 2020's eq. 1.5 with an irreducible
+  term. A larger model gains more from more data (the D term matters more once the N term
+  shrinks), which small proxies trained at few tokens per parameter show plainly.
+
+Log-space fit (log L = LSE(a - alpha log N, b - beta log D, e) for the additive form, Besiroglu
+et al. 2024) with a Huber objective, L-BFGS-B with an analytic gradient from the best points of a
+grid of starts, and a seeded, parallel bootstrap warm-started at the point estimate. Unless a
+form is forced, both full forms are fitted and the one with the smaller leave-one-out error is
+kept (`selection_`).
 """
 
 from __future__ import annotations
@@ -24,20 +34,10 @@ FORMS: dict[str, dict[str, Any]] = {
     "E+A/N^alpha+B/D^beta": {"theta": ("e", "a", "alpha", "b", "beta")},
     "E+A/N^alpha": {"theta": ("e", "a", "alpha")},
     "E+B/D^beta": {"theta": ("e", "b", "beta")},
+    "E+(A/N^alpha+B/D)^gamma": {"theta": ("e", "a", "alpha", "b", "gamma")},
 }
-_FULL, _N_ONLY, _D_ONLY = tuple(FORMS)
-
-
-def _terms(theta: np.ndarray, form: str, log_n: np.ndarray, log_d: np.ndarray) -> np.ndarray:
-    """The log of each additive term, one column per term (last column: E)."""
-    if form == _FULL:
-        e, a, alpha, b, beta = theta
-        return np.stack([a - alpha * log_n, b - beta * log_d, np.full_like(log_n, e)], axis=-1)
-    if form == _N_ONLY:
-        e, a, alpha = theta
-        return np.stack([a - alpha * log_n, np.full_like(log_n, e)], axis=-1)
-    e, b, beta = theta
-    return np.stack([b - beta * log_d, np.full_like(log_d, e)], axis=-1)
+_FULL, _N_ONLY, _D_ONLY, _COUPLED = tuple(FORMS)
+_BOTH_TERMS = (_FULL, _COUPLED)
 
 
 def _objective(
@@ -52,6 +52,8 @@ def _objective(
 
     Written out term by term (no stacking) because the bootstrap calls it ~10^5 times.
     """
+    if form == _COUPLED:
+        return _objective_coupled(theta, log_n, log_d, log_l, delta)
     if form == _FULL:
         e, a, alpha, b, beta = theta
         t0 = a - alpha * log_n
@@ -86,6 +88,38 @@ def _objective(
     return value, np.array([ge, g0, -(dr * w0) @ x])
 
 
+def _huber_value_and_slope(r: np.ndarray, delta: float) -> tuple[float, np.ndarray]:
+    """Mean Huber loss of residuals r (scaled by 1/delta) and its derivative in each r."""
+    n = r.size
+    absr = np.abs(r)
+    value = float(np.where(absr <= delta, 0.5 * r * r, delta * (absr - 0.5 * delta)).sum())
+    return value / (n * delta), np.clip(r, -delta, delta) / (n * delta)
+
+
+def _coupled_log_pred(theta, log_n, log_d):
+    """log L for L = E + S^gamma, S = A/N^alpha + B/D, with the pieces its gradient needs."""
+    e, a, alpha, b, gamma = theta
+    u0, u1 = a - alpha * log_n, b - log_d
+    mu = np.maximum(u0, u1)
+    log_s = mu + np.log(np.exp(u0 - mu) + np.exp(u1 - mu))
+    t = gamma * log_s
+    m = np.maximum(t, e)
+    pred = m + np.log(np.exp(t - m) + np.exp(e - m))
+    return pred, u0, u1, log_s, t
+
+
+def _objective_coupled(theta, log_n, log_d, log_l, delta) -> tuple[float, np.ndarray]:
+    e, a, alpha, b, gamma = theta
+    pred, u0, u1, log_s, t = _coupled_log_pred(theta, log_n, log_d)
+    value, dr = _huber_value_and_slope(pred - log_l, delta)
+    sig_e = np.exp(e - pred)  # d pred / d e
+    sig_t = np.exp(t - pred)  # d pred / d t, t = gamma log S
+    p0 = dr * sig_t * gamma * np.exp(u0 - log_s)  # through log S to u0 = a - alpha log N
+    p1 = dr * sig_t * gamma * np.exp(u1 - log_s)
+    grad = np.array([dr @ sig_e, p0.sum(), -(p0 @ log_n), p1.sum(), (dr * sig_t) @ log_s])
+    return value, grad
+
+
 def _grid(form: str, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray) -> np.ndarray:
     """Starting points scaled to the data: E a fraction of the best loss; each power-law term
     starts at a fraction of the loss at the data's centre for a range of exponents."""
@@ -94,6 +128,23 @@ def _grid(form: str, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray) ->
     exps = np.array([0.1, 0.25, 0.45, 0.7, 1.1])
     fracs = np.log(l_min * np.array([0.03, 0.15, 0.5, 1.5]))
     cn, cd = float(np.mean(log_n)), float(np.mean(log_d))
+    if form == _COUPLED:
+        # S^gamma starts at a fraction of the loss: log S = log(fraction) / gamma, shared by the
+        # two inner terms in proportions 1:1 or 1:4 either way.
+        gammas = np.array([0.2, 0.35, 0.5, 0.75, 1.0])
+        inner = np.array([0.5, 0.8, 0.2])
+        e, al, f, g, p = np.meshgrid(es, exps * 2.0, fracs, gammas, inner, indexing="ij")
+        log_s = f / g
+        return np.stack(
+            [
+                e.ravel(),
+                (log_s + np.log(p) + al * cn).ravel(),
+                al.ravel(),
+                (log_s + np.log(1.0 - p) + cd).ravel(),
+                g.ravel(),
+            ],
+            axis=1,
+        )
     if form == _FULL:
         e, al, fa, be, fb = np.meshgrid(es, exps, fracs, exps, fracs, indexing="ij")
         return np.stack(
@@ -109,6 +160,11 @@ def _grid_values(
     grid: np.ndarray, form: str, log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray, delta
 ) -> np.ndarray:
     """Objective at every grid point at once (no gradient), to pick where L-BFGS-B starts."""
+    if form == _COUPLED:
+        pred = _coupled_log_pred(
+            tuple(grid[:, k, None] for k in range(5)), log_n[None, :], log_d[None, :]
+        )[0]
+        return huber(delta, pred - log_l[None, :]).mean(axis=1) / delta
     if form == _FULL:
         t = np.stack(
             [
@@ -138,6 +194,8 @@ def _bounds(form: str, log_l: np.ndarray) -> list[tuple[float, float]]:
     coef_b = (-30.0, 150.0)
     if form == _FULL:
         return [(-12.0, e_hi), coef_b, exp_b, coef_b, exp_b]
+    if form == _COUPLED:
+        return [(-12.0, e_hi), coef_b, (1e-4, 8.0), coef_b, (1e-3, 4.0)]
     return [(-12.0, e_hi), coef_b, exp_b]
 
 
@@ -205,7 +263,8 @@ def _theta_to_params(theta: np.ndarray, form: str) -> dict[str, float | None]:
         "A": math.exp(values["a"]) if "a" in values else None,
         "alpha": values.get("alpha"),
         "B": math.exp(values["b"]) if "b" in values else None,
-        "beta": values.get("beta"),
+        "beta": 1.0 if form == _COUPLED else values.get("beta"),
+        "gamma": values.get("gamma"),
     }
 
 
@@ -216,6 +275,7 @@ def _params_to_theta(params: dict[str, Any], form: str) -> np.ndarray:
         "alpha": params.get("alpha"),
         "b": math.log(params["B"]) if params.get("B") else None,
         "beta": params.get("beta"),
+        "gamma": params.get("gamma"),
     }
     return np.array([full[k] for k in FORMS[form]["theta"]], dtype=float)
 
@@ -327,17 +387,15 @@ class LossLaw:
                 f"got {loss.size}"
             )
         log_n, log_d, log_l = np.log(n_params), np.log(tokens), np.log(loss)
-        grid = _grid(form, log_n, log_d, log_l)
-        values = _grid_values(grid, form, log_n, log_d, log_l, self.delta)
-        starts = grid[np.argsort(values)[: self.n_starts]]
-        theta, fun, failures, solutions = _solve(
-            starts, form, log_n, log_d, log_l, self.delta, self.maxiter
-        )
+        self.selection_ = None
+        if self.form is None and form == _FULL and loss.size > k + 1:
+            form, self.selection_ = self._select(log_n, log_d, log_l)
+        theta, fun, failures, solutions, n_starts = self._solve_form(form, log_n, log_d, log_l)
         if theta is None:
             raise RuntimeError("the loss-law fit failed from every starting point")
         if failures:
             warnings.warn(
-                f"loss-law fit: L-BFGS-B did not converge from {failures} of {len(starts)} starts",
+                f"loss-law fit: L-BFGS-B did not converge from {failures} of {n_starts} starts",
                 RuntimeWarning,
                 stacklevel=2,
             )
@@ -365,6 +423,48 @@ class LossLaw:
             self.bootstrap_samples_ = None
             self.params_ci_ = {k: None for k in self.params_}
         return self
+
+    def _solve_form(self, form, log_n, log_d, log_l, starts=None):
+        """L-BFGS-B from the best points of the form's grid, or from `starts` when given."""
+        if starts is None:
+            grid = _grid(form, log_n, log_d, log_l)
+            values = _grid_values(grid, form, log_n, log_d, log_l, self.delta)
+            starts = grid[np.argsort(values)[: self.n_starts]]
+        theta, fun, failures, solutions = _solve(
+            starts, form, log_n, log_d, log_l, self.delta, self.maxiter
+        )
+        return theta, fun, failures, solutions, len(starts)
+
+    def _select(self, log_n, log_d, log_l) -> tuple[str, dict[str, Any]]:
+        """The full form with the smaller leave-one-out error of log L (each point predicted by
+        a fit without it), ties to the additive form. Each left-one-out fit starts from the
+        all-points fit and the next distinct local optimum it found, as the bootstrap does."""
+        rmse = {}
+        for form in _BOTH_TERMS:
+            solutions = self._solve_form(form, log_n, log_d, log_l)[3]
+            if not solutions:
+                rmse[form] = math.inf
+                continue
+            starts = np.array(self._distinct(solutions, 2))
+            errors = []
+            for i in range(log_l.size):
+                keep = np.arange(log_l.size) != i
+                theta = self._solve_form(form, log_n[keep], log_d[keep], log_l[keep], starts)[0]
+                if theta is None:
+                    errors.append(np.inf)
+                    continue
+                pred = _theta_to_params(theta, form)
+                errors.append(
+                    float(np.log(self._evaluate(pred, math.exp(log_n[i]), math.exp(log_d[i]))))
+                    - log_l[i]
+                )
+            rmse[form] = float(np.sqrt(np.mean(np.square(errors))))
+        chosen = _COUPLED if rmse[_COUPLED] < rmse[_FULL] else _FULL
+        return chosen, {
+            "method": "leave-one-out",
+            "chosen": chosen,
+            "loo_rmse_log": rmse,
+        }
 
     @staticmethod
     def _distinct(solutions: list[np.ndarray], count: int) -> list[np.ndarray]:
@@ -412,17 +512,20 @@ class LossLaw:
                 RuntimeWarning,
                 stacklevel=3,
             )
-        samples = np.full((thetas.shape[0], 5), np.nan)
+        samples = np.full((thetas.shape[0], len(_PARAM_NAMES)), np.nan)
         for i, th in enumerate(thetas):
             if np.all(np.isfinite(th)):
                 p = _theta_to_params(th, self.form_)
                 samples[i] = [np.nan if p[k] is None else p[k] for k in _PARAM_NAMES]
         self.bootstrap_samples_ = samples
-        ci = percentile_interval(samples)
-        self.params_ci_ = {
-            k: (None if self.params_[k] is None else (float(ci[0, j]), float(ci[1, j])))
-            for j, k in enumerate(_PARAM_NAMES)
-        }
+        fixed = {"beta"} if self.form_ == _COUPLED else set()
+        self.params_ci_ = {}
+        for j, k in enumerate(_PARAM_NAMES):
+            if self.params_[k] is None or k in fixed:
+                self.params_ci_[k] = None
+            else:
+                lo, hi = percentile_interval(samples[:, j])
+                self.params_ci_[k] = (float(lo), float(hi))
 
     # --- using the law ---------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -433,12 +536,14 @@ class LossLaw:
     def _evaluate(params: dict[str, Any], n_params, tokens) -> np.ndarray:
         n = np.asarray(n_params, dtype=float)
         d = np.asarray(tokens, dtype=float)
-        out = params["E"] + np.zeros(np.broadcast(n, d).shape)
+        out = np.zeros(np.broadcast(n, d).shape)
         if params.get("A") is not None:
             out = out + params["A"] / n ** params["alpha"]
         if params.get("B") is not None:
             out = out + params["B"] / d ** params["beta"]
-        return out
+        if params.get("gamma") is not None:
+            out = out ** params["gamma"]
+        return params["E"] + out
 
     def predict(self, n_params, tokens) -> np.ndarray | float:
         """Predicted final loss; a float for scalar inputs."""
@@ -462,7 +567,8 @@ class LossLaw:
         with np.errstate(invalid="ignore"):
             n_term = np.where(np.isfinite(col["A"]), col["A"] / n ** col["alpha"], 0.0)
             d_term = np.where(np.isfinite(col["B"]), col["B"] / d ** col["beta"], 0.0)
-        preds = col["E"] + n_term + d_term
+            inner = n_term + d_term
+            preds = col["E"] + np.where(np.isfinite(col["gamma"]), inner ** col["gamma"], inner)
         lo, hi = percentile_interval(preds, level)
         return float(lo), float(hi)
 
@@ -474,17 +580,19 @@ class LossLaw:
 
     @property
     def supports_compute_optimal(self) -> bool:
-        return getattr(self, "form_", None) == _FULL
+        return getattr(self, "form_", None) in _BOTH_TERMS
 
     @staticmethod
     def _allocate(params: dict[str, Any], flops: float) -> tuple[float, float]:
+        # Minimizing A/N^alpha + B/D^beta under 6 N D = C; the coupled form raises that sum to
+        # gamma > 0 (beta = 1), which moves the minimum's height, not its place.
         a, b = params["alpha"], params["beta"]
         g = (a * params["A"] / (b * params["B"])) ** (1.0 / (a + b))
         n_opt = g * (flops / 6.0) ** (b / (a + b))
         return n_opt, flops / (6.0 * n_opt)
 
     def compute_optimal(self, flops: float) -> dict[str, Any]:
-        """N*(C), D*(C) minimizing L under C = 6 N D (closed form), the loss there, and
+        """N*(C), D*(C) minimizing L under C = 6 N D (closed form, both full forms), the loss there, and
         bootstrap intervals of all three."""
         self._check_fitted()
         if not self.supports_compute_optimal:
@@ -499,7 +607,7 @@ class LossLaw:
             "intervals": {"n_params": None, "tokens": None, "loss": None},
         }
         if self.bootstrap_samples_ is not None:
-            rows = [self._row(r) for r in self.bootstrap_samples_ if np.all(np.isfinite(r))]
+            rows = [self._row(r) for r in self.bootstrap_samples_ if np.isfinite(r[0])]
             alloc = np.array([self._allocate(p, flops) for p in rows])
             losses = np.array(
                 [float(self._evaluate(p, n, d)) for p, (n, d) in zip(rows, alloc, strict=False)]
@@ -516,6 +624,7 @@ class LossLaw:
         d: dict[str, Any] = {
             "form": self.form_,
             "expression": f"L = {self.form_.replace('+', ' + ')}",
+            "selection": self.selection_,
             "variables": {"N": "n_params", "D": "tokens"},
             "params": dict(self.params_),
             "intervals": {k: (list(v) if v is not None else None) for k, v in ci.items()},
@@ -562,22 +671,26 @@ class LossLaw:
             raise ValueError(f"unknown loss-law form {form!r}")
         law.form_ = form
         law.params_ = {k: d["params"].get(k) for k in _PARAM_NAMES}
+        law.selection_ = d.get("selection")
         law.theta_ = _params_to_theta(law.params_, form)
         law.notes_ = list(d.get("notes", []))
         law.objective_ = d.get("fit", {}).get("objective")
         law.delta = d.get("fit", {}).get("delta", law.delta)
+        intervals = d.get("intervals") or {}
         law.params_ci_ = {
-            k: (tuple(v) if v is not None else None)
-            for k, v in d.get("intervals", {k: None for k in _PARAM_NAMES}).items()
+            k: (tuple(intervals[k]) if intervals.get(k) is not None else None) for k in _PARAM_NAMES
         }
         boot = d.get("bootstrap")
-        law.bootstrap_samples_ = (
-            np.array(
+        law.bootstrap_samples_ = None
+        if boot:
+            # Files written before the coupled form have five columns (no gamma).
+            columns = list(boot.get("columns") or _PARAM_NAMES[: len(boot["samples"][0])])
+            raw = np.array(
                 [[np.nan if v is None else v for v in row] for row in boot["samples"]], dtype=float
             )
-            if boot
-            else None
-        )
+            law.bootstrap_samples_ = np.full((raw.shape[0], len(_PARAM_NAMES)), np.nan)
+            for j, name in enumerate(columns):
+                law.bootstrap_samples_[:, _PARAM_NAMES.index(name)] = raw[:, j]
         if "data_range" in d:
             law.data_range_ = d["data_range"]
             law.n_points_ = d.get("n_points")
@@ -588,4 +701,4 @@ class LossLaw:
         return law
 
 
-_PARAM_NAMES = ("E", "A", "alpha", "B", "beta")
+_PARAM_NAMES = ("E", "A", "alpha", "B", "beta", "gamma")

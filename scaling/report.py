@@ -36,7 +36,18 @@ def _law_table(name: str, law: dict) -> list[str]:
         if value is None:
             continue
         ci = (law.get("intervals") or {}).get(key)
-        lines.append(f"| {key} | {_fmt(value)} | {_fmt(ci)} |")
+        fixed = ci is None and key == "beta" and law["form"].endswith("^gamma")
+        lines.append(f"| {key} | {_fmt(value)} | {'fixed' if fixed else _fmt(ci)} |")
+    sel = law.get("selection")
+    if sel:
+        errs = ", ".join(
+            f"`{form}` {100 * v:.2f}%" for form, v in sel.get("loo_rmse_log", {}).items()
+        )
+        lines += [
+            "",
+            f"Form chosen by leave-one-out error (rms of log loss over the points, each predicted "
+            f"by a fit without it): {errs}.",
+        ]
     res = law.get("residuals")
     if res:
         lines += [

@@ -143,6 +143,14 @@ def test_future_version(tmp_path, good_doc):
         (lambda d: d.pop("laws"), "laws"),
         (lambda d: d["laws"]["loss"].__setitem__("form", "magic"), "laws.loss.form"),
         (lambda d: d["laws"]["loss"]["params"].__setitem__("E", "1.7"), "laws.loss.params.E"),
+        (
+            lambda d: d["laws"]["loss"].__setitem__("form", "E+(A/N^alpha+B/D)^gamma"),
+            "laws.loss.params.gamma",
+        ),
+        (
+            lambda d: d["laws"]["loss"]["bootstrap"]["samples"].append([1.0, 2.0]),
+            "laws.loss.bootstrap.samples",
+        ),
         (lambda d: d["fitted_range"].__setitem__("n_params", [1]), "fitted_range.n_params"),
         (lambda d: d["parametrization"].__setitem__("kind", "ntk"), "parametrization.kind"),
         (

@@ -1,5 +1,6 @@
 """LossLaw: recovers a known law from noisy synthetic points, reduces the form when the data
-cannot identify a term, and allocates compute the way the closed form says."""
+cannot identify a term, chooses between the additive and the coupled form by leave-one-out
+error, and allocates compute the way the closed form says."""
 
 from __future__ import annotations
 
@@ -124,3 +125,93 @@ def test_errors():
         LossLaw().fit(
             [1e6, 2e6, 4e6, 1e6, 4e6], [1e9, 2e9, 4e9, 4e9, 1e9], [3, 2.9, 2.8, 2.85, 2.9]
         )
+
+
+# --- the coupled form L = E + (A/N^alpha + B/D)^gamma ------------------------------------------
+COUPLED = {"E": 1.5, "A": 2.0e4, "alpha": 0.7, "B": 3.0e7, "gamma": 0.4}
+
+
+def coupled_law(n, d, p=COUPLED):
+    return p["E"] + (p["A"] / n ** p["alpha"] + p["B"] / d) ** p["gamma"]
+
+
+def coupled_points(seed=0, noise=0.003):
+    rng = np.random.default_rng(seed)
+    n = np.repeat(np.geomspace(3e4, 6e5, 5), 3)
+    d = np.tile(np.geomspace(3e6, 1.2e7, 3), 5)
+    return n, d, coupled_law(n, d) * np.exp(rng.normal(0, noise, n.size))
+
+
+@pytest.fixture(scope="module")
+def coupled():
+    n, d, loss = coupled_points()
+    return LossLaw(bootstrap=60, seed=0, n_jobs=1).fit(n, d, loss)
+
+
+def test_coupled_data_choose_the_coupled_form_and_recover_it(coupled):
+    # The larger model gains more from doubling D, which the additive form cannot express.
+    n, d, loss = coupled_points(noise=0.0)
+    gain = coupled_law(n, d) - coupled_law(n, 2 * d)
+    assert gain[12] > 1.3 * gain[0]  # same budget, the largest size against the smallest
+    sel = coupled.selection_
+    assert sel["method"] == "leave-one-out" and sel["chosen"] == coupled.form_
+    assert coupled.form_ == "E+(A/N^alpha+B/D)^gamma"
+    rmse = sel["loo_rmse_log"]
+    assert rmse["E+(A/N^alpha+B/D)^gamma"] < rmse["E+A/N^alpha+B/D^beta"]
+    assert coupled.params_["beta"] == 1.0 and coupled.params_ci_["beta"] is None
+    lo, hi = coupled.params_ci_["gamma"]
+    assert lo <= COUPLED["gamma"] <= hi
+    # Extrapolation to a model 4x larger than any fitted one, at the largest budget.
+    assert coupled.predict(2.4e6, 1.2e7) == pytest.approx(coupled_law(2.4e6, 1.2e7), rel=0.01)
+    lo, hi = coupled.predict_interval(2.4e6, 1.2e7)
+    assert lo <= coupled.predict(2.4e6, 1.2e7) <= hi
+
+
+def test_additive_data_keep_the_additive_form(fitted):
+    sel = fitted.selection_
+    assert sel["chosen"] == "E+A/N^alpha+B/D^beta"
+    assert sel["loo_rmse_log"]["E+A/N^alpha+B/D^beta"] < sel["loo_rmse_log"][
+        "E+(A/N^alpha+B/D)^gamma"
+    ]
+
+
+def test_a_forced_form_skips_the_selection():
+    n, d, loss = coupled_points()
+    law_ = LossLaw(form="E+A/N^alpha+B/D^beta").fit(n, d, loss)
+    assert law_.form_ == "E+A/N^alpha+B/D^beta" and law_.selection_ is None
+    assert law_.params_["gamma"] is None
+
+
+def test_coupled_compute_optimal_is_the_minimum_on_the_isoflop(coupled):
+    flops = 1e16
+    res = coupled.compute_optimal(flops)
+
+    def loss_at(log_n):
+        n = np.exp(log_n)
+        return coupled.predict(n, flops / (6 * n))
+
+    best = minimize_scalar(loss_at, bounds=(8, 30), method="bounded")
+    assert res["n_params"] == pytest.approx(np.exp(best.x), rel=1e-3)
+    assert res["loss"] == pytest.approx(best.fun, rel=1e-9)
+    lo, hi = res["intervals"]["loss"]
+    assert lo <= res["loss"] <= hi
+
+
+def test_coupled_round_trip_and_a_file_from_before_the_coupled_form(coupled, fitted):
+    again = LossLaw.from_dict(coupled.to_dict())
+    assert again.selection_ == coupled.selection_
+    assert again.predict(1e6, 2e7) == pytest.approx(coupled.predict(1e6, 2e7), rel=1e-12)
+    assert again.predict_interval(1e6, 2e7) == pytest.approx(
+        coupled.predict_interval(1e6, 2e7), rel=1e-4
+    )
+    # Law files written before the coupled form: five bootstrap columns, no gamma anywhere.
+    old = fitted.to_dict()
+    old["params"].pop("gamma")
+    old["intervals"].pop("gamma")
+    old.pop("selection")
+    old["bootstrap"]["columns"] = old["bootstrap"]["columns"][:5]
+    old["bootstrap"]["samples"] = [row[:5] for row in old["bootstrap"]["samples"]]
+    loaded = LossLaw.from_dict(old)
+    assert loaded.predict_interval(3e9, 1e11) == pytest.approx(
+        fitted.predict_interval(3e9, 1e11), rel=1e-4
+    )
