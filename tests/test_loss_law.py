@@ -170,9 +170,9 @@ def test_coupled_data_choose_the_coupled_form_and_recover_it(coupled):
 def test_additive_data_keep_the_additive_form(fitted):
     sel = fitted.selection_
     assert sel["chosen"] == "E+A/N^alpha+B/D^beta"
-    assert sel["loo_rmse_log"]["E+A/N^alpha+B/D^beta"] < sel["loo_rmse_log"][
-        "E+(A/N^alpha+B/D)^gamma"
-    ]
+    assert (
+        sel["loo_rmse_log"]["E+A/N^alpha+B/D^beta"] < sel["loo_rmse_log"]["E+(A/N^alpha+B/D)^gamma"]
+    )
 
 
 def test_a_forced_form_skips_the_selection():
