@@ -754,8 +754,18 @@ class CrossSizeTrajectoryLaw:
         # The peak-LR terms of L0 move every loss; jitter them less than the rest.
         scale = np.array([0.3] * 11 + [0.02, 0.01, 0.3, 0.3])
         starts = [base]
-        for _ in range(self.n_starts - 1):
-            starts.append(base + rng.normal(0.0, 1.0, size=base.size) * scale)
+        # Per-size fits over mixed peak LRs often leave the annealing term at zero (B -> 0: the
+        # LR area S1 absorbs the decay), and a line through such values starts the joint fit
+        # where it cannot recover. A second family starts the annealing term where the
+        # heuristic puts it for all runs together, scaling like the A term with N.
+        xy = [(cv.terms.s1, np.exp(cv.log_loss), peak, n) for cv, peak, n in data]
+        h = _heuristic_phi(xy)
+        alt = base.copy()
+        alt[5], alt[6], alt[8], alt[9], alt[10] = h[3], p, h[4], h[5], h[6]
+        starts.append(alt)
+        for k in range(self.n_starts - 2):
+            centre = base if k % 2 else alt
+            starts.append(centre + rng.normal(0.0, 1.0, size=base.size) * scale)
         return starts
 
     def predict(
