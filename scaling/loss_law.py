@@ -281,7 +281,8 @@ def _params_to_theta(params: dict[str, Any], form: str) -> np.ndarray:
 
 
 class LossLaw:
-    """L(N, D) = E + A/N^alpha + B/D^beta (N non-embedding parameters, D tokens, L in nats).
+    """L(N, D) = E + A/N^alpha + B/D^beta or E + (A/N^alpha + B/D)^gamma (N non-embedding
+    parameters, D tokens, L in nats).
 
     Parameters
     ----------
@@ -290,12 +291,14 @@ class LossLaw:
     bootstrap: number of bootstrap resamples for `params_ci_` (0 skips it).
     seed: seeds the bootstrap.
     n_jobs: joblib workers for the bootstrap.
-    form: None picks the form the data identifies; or one of FORMS to force it.
+    form: None picks the form the data identifies (and, where both terms are identified, the
+        full form with the smaller leave-one-out error); or one of FORMS to force it.
 
-    Fitted attributes: params_ (E, A, alpha, B, beta; None for a term the form lacks), form_,
-    params_ci_ (95% percentile intervals), bootstrap_samples_ (array, one row per resample,
-    columns E, A, alpha, B, beta), residuals_ (log L - log L_pred per point), notes_ (why a
-    reduced form was chosen), data_range_, n_points_.
+    Fitted attributes: params_ (E, A, alpha, B, beta, gamma; None for what the form lacks;
+    beta = 1 fixed in the coupled form), form_, selection_ (the leave-one-out errors of both
+    full forms, or None), params_ci_ (95% percentile intervals), bootstrap_samples_ (array, one
+    row per resample, columns E, A, alpha, B, beta, gamma), residuals_ (log L - log L_pred per
+    point), notes_ (why a reduced form was chosen), data_range_, n_points_.
     """
 
     def __init__(
@@ -592,8 +595,8 @@ class LossLaw:
         return n_opt, flops / (6.0 * n_opt)
 
     def compute_optimal(self, flops: float) -> dict[str, Any]:
-        """N*(C), D*(C) minimizing L under C = 6 N D (closed form, both full forms), the loss there, and
-        bootstrap intervals of all three."""
+        """N*(C), D*(C) minimizing L under C = 6 N D (closed form, both full forms), the loss
+        there, and bootstrap intervals of all three."""
         self._check_fitted()
         if not self.supports_compute_optimal:
             raise ValueError(
