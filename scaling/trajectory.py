@@ -718,7 +718,8 @@ class CrossSizeTrajectoryLaw:
         ]
 
     def _starts(self, data, bounds) -> list[np.ndarray]:
-        """Per-size fits of the single-size law, regressed on log N, then perturbations."""
+        """Per-size fits of the single-size law, regressed on log N; the same with the annealing
+        term restarted from the heuristic; then perturbations of both."""
         rng = np.random.default_rng(self.seed)
         by_size: dict[float, list] = {}
         for cv, peak, n in data:
