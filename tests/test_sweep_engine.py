@@ -381,12 +381,15 @@ def test_workers_stop_when_the_parent_is_killed(tmp_path, corpus_file, sig):
     """Killing `sweeps run` (even with SIGKILL) stops its worker processes: they fail their
     running trials at once (re-run on resume) instead of pulling trials on their own."""
     path = write_config(tmp_path, corpus_file)
-    path.write_text(path.read_text().replace("[4096]", "[32768]"))
+    # Trials long enough (seconds, not a fraction of one) that a loaded machine cannot finish
+    # the whole sweep between two polls: the signal must land while trials run.
+    path.write_text(path.read_text().replace("[4096]", "[1048576]"))
     storage = f"sqlite:///{tmp_path / 'storage.db'}"
     args = [sys.executable, "-m", "sweeps.engine", "run", "--config", str(path),
             "--storage", storage, "--workers", "2", "--threads", "1", "--no-progress"]  # fmt: skip
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     workers: list[int] = []
+    running: list = []
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
@@ -398,7 +401,8 @@ def test_workers_stop_when_the_parent_is_killed(tmp_path, corpus_file, sig):
             workers = [c for c in _children(proc.pid) if _alive(c)]
             if running and len(workers) >= 2:
                 break
-        assert len(workers) >= 2, "the workers never started a trial"
+        assert running and len(workers) >= 2, "the workers never started a trial"
+        assert proc.poll() is None, "the sweep ended before it could be killed"
         proc.send_signal(sig)
         proc.wait(timeout=60)
         deadline = time.monotonic() + 60
