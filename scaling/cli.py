@@ -104,6 +104,13 @@ def _cmd_fit(args) -> int:
     out = Path(args.output)
     laws.save(out)
     print(f"wrote {out}")
+    for name, law in laws.to_dict()["laws"].items():
+        line = f"{name}: {law.get('expression', law['form'])}"
+        sel = law.get("selection")
+        if sel:
+            errs = ", ".join(f"{f} {100 * v:.2f}%" for f, v in sel["loo_rmse_log"].items())
+            line += f" (chosen by leave-one-out error: {errs})"
+        print(line)
     if not args.no_report:
         from .report import write_report
 

@@ -41,6 +41,19 @@ def fitted_dir(tmp_path_factory):
     return out
 
 
+def test_fit_names_each_law_and_how_the_loss_form_was_chosen(tmp_path, capsys):
+    runs, _ = make_sweep(seed=32, sizes=(2e6, 6e6, 2e7, 6e7), sweep="cli-forms")
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    args = ["fit", str(tmp_path / "runs.csv"), "-o", str(tmp_path / "laws.json")]
+    assert main([*args, "--bootstrap", "0", "--no-report"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    loss = [line for line in out if line.startswith("loss: ")]
+    assert loss and "L = E + A/N^alpha + B/D^beta" in loss[0]
+    assert "chosen by leave-one-out error: E+A/N^alpha+B/D^beta" in loss[0]
+    assert "E+(A/N^alpha+B/D)^gamma" in loss[0]
+    assert any(line.startswith("lr: lr = coef") for line in out)
+
+
 def test_fit_writes_law_file_and_report(fitted_dir):
     doc = json.loads((fitted_dir / "laws.json").read_text())
     assert doc["id"] == "cli" and doc["fit_settings"]["bootstrap"] == 20
