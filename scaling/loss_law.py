@@ -34,10 +34,18 @@ FORMS: dict[str, dict[str, Any]] = {
     "E+A/N^alpha+B/D^beta": {"theta": ("e", "a", "alpha", "b", "beta")},
     "E+A/N^alpha": {"theta": ("e", "a", "alpha")},
     "E+B/D^beta": {"theta": ("e", "b", "beta")},
-    "E+(A/N^alpha+B/D)^gamma": {"theta": ("e", "a", "alpha", "b", "gamma")},
+    "E+(A/N^alpha+B/D)^gamma": {"theta": ("e", "a", "alpha", "b", "gamma"), "fixed": {"beta": 1.0}},
 }
 _FULL, _N_ONLY, _D_ONLY, _COUPLED = tuple(FORMS)
 _BOTH_TERMS = (_FULL, _COUPLED)
+
+
+def _huber_value_and_slope(r: np.ndarray, delta: float) -> tuple[float, np.ndarray]:
+    """Mean Huber loss of residuals r (scaled by 1/delta) and its derivative in each r."""
+    n = r.size
+    absr = np.abs(r)
+    value = float(np.where(absr <= delta, 0.5 * r * r, delta * (absr - 0.5 * delta)).sum())
+    return value / (n * delta), np.clip(r, -delta, delta) / (n * delta)
 
 
 def _objective(
@@ -86,14 +94,6 @@ def _objective(
         return value, np.array([ge, g0, -(dr * w0) @ log_n, g1, -(dr * w1) @ log_d])
     x = log_n if form == _N_ONLY else log_d
     return value, np.array([ge, g0, -(dr * w0) @ x])
-
-
-def _huber_value_and_slope(r: np.ndarray, delta: float) -> tuple[float, np.ndarray]:
-    """Mean Huber loss of residuals r (scaled by 1/delta) and its derivative in each r."""
-    n = r.size
-    absr = np.abs(r)
-    value = float(np.where(absr <= delta, 0.5 * r * r, delta * (absr - 0.5 * delta)).sum())
-    return value / (n * delta), np.clip(r, -delta, delta) / (n * delta)
 
 
 def _coupled_log_pred(theta, log_n, log_d):
@@ -263,8 +263,9 @@ def _theta_to_params(theta: np.ndarray, form: str) -> dict[str, float | None]:
         "A": math.exp(values["a"]) if "a" in values else None,
         "alpha": values.get("alpha"),
         "B": math.exp(values["b"]) if "b" in values else None,
-        "beta": 1.0 if form == _COUPLED else values.get("beta"),
+        "beta": values.get("beta"),
         "gamma": values.get("gamma"),
+        **FORMS[form].get("fixed", {}),
     }
 
 
@@ -390,10 +391,12 @@ class LossLaw:
                 f"got {loss.size}"
             )
         log_n, log_d, log_l = np.log(n_params), np.log(tokens), np.log(loss)
-        self.selection_ = None
+        self.selection_, solved = None, None
         if self.form is None and form == _FULL and loss.size > k + 1:
-            form, self.selection_ = self._select(log_n, log_d, log_l)
-        theta, fun, failures, solutions, n_starts = self._solve_form(form, log_n, log_d, log_l)
+            form, self.selection_, solved = self._select(log_n, log_d, log_l)
+        theta, fun, failures, solutions, n_starts = solved or self._solve_form(
+            form, log_n, log_d, log_l
+        )
         if theta is None:
             raise RuntimeError("the loss-law fit failed from every starting point")
         if failures:
@@ -438,13 +441,15 @@ class LossLaw:
         )
         return theta, fun, failures, solutions, len(starts)
 
-    def _select(self, log_n, log_d, log_l) -> tuple[str, dict[str, Any]]:
+    def _select(self, log_n, log_d, log_l) -> tuple[str, dict[str, Any], tuple]:
         """The full form with the smaller leave-one-out error of log L (each point predicted by
         a fit without it), ties to the additive form. Each left-one-out fit starts from the
-        all-points fit and the next distinct local optimum it found, as the bootstrap does."""
-        rmse = {}
+        all-points fit and the next distinct local optimum it found, as the bootstrap does.
+        Returns the chosen form, the errors, and the chosen form's all-points solve."""
+        rmse, solved = {}, {}
         for form in _BOTH_TERMS:
-            solutions = self._solve_form(form, log_n, log_d, log_l)[3]
+            solved[form] = self._solve_form(form, log_n, log_d, log_l)
+            solutions = solved[form][3]
             if not solutions:
                 rmse[form] = math.inf
                 continue
@@ -463,11 +468,8 @@ class LossLaw:
                 )
             rmse[form] = float(np.sqrt(np.mean(np.square(errors))))
         chosen = _COUPLED if rmse[_COUPLED] < rmse[_FULL] else _FULL
-        return chosen, {
-            "method": "leave-one-out",
-            "chosen": chosen,
-            "loo_rmse_log": rmse,
-        }
+        selection = {"method": "leave-one-out", "chosen": chosen, "loo_rmse_log": rmse}
+        return chosen, selection, solved[chosen]
 
     @staticmethod
     def _distinct(solutions: list[np.ndarray], count: int) -> list[np.ndarray]:
@@ -521,7 +523,7 @@ class LossLaw:
                 p = _theta_to_params(th, self.form_)
                 samples[i] = [np.nan if p[k] is None else p[k] for k in _PARAM_NAMES]
         self.bootstrap_samples_ = samples
-        fixed = {"beta"} if self.form_ == _COUPLED else set()
+        fixed = FORMS[self.form_].get("fixed", {})
         self.params_ci_ = {}
         for j, k in enumerate(_PARAM_NAMES):
             if self.params_[k] is None or k in fixed:

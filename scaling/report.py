@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .laws import ScalingLaws
+from .loss_law import FORMS as LOSS_FORM_SPECS
 
 __all__ = ["write_report"]
 
@@ -36,7 +37,7 @@ def _law_table(name: str, law: dict) -> list[str]:
         if value is None:
             continue
         ci = (law.get("intervals") or {}).get(key)
-        fixed = ci is None and key == "beta" and law["form"].endswith("^gamma")
+        fixed = ci is None and key in LOSS_FORM_SPECS.get(law["form"], {}).get("fixed", {})
         lines.append(f"| {key} | {_fmt(value)} | {'fixed' if fixed else _fmt(ci)} |")
     sel = law.get("selection")
     if sel:

@@ -61,9 +61,9 @@ def _predict_one(query: dict[str, Any]) -> dict[str, Any]:
         law_id,
         query["n_params"],
         query["tokens"],
-        query.get("seq_len"),
-        query.get("width"),
-        query.get("batch_tokens"),
+        seq_len=query.get("seq_len"),
+        width=query.get("width"),
+        batch_tokens=query.get("batch_tokens"),
     )
 
 

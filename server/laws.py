@@ -196,7 +196,11 @@ class LawRegistry:
             raise scaling.UnsupportedQuery(f"{law_id} has no trajectory law")
         n_params, tokens = query["n_params"], query["tokens"]
         prediction = self.predict(
-            law_id, n_params, tokens, query.get("seq_len"), None, query.get("batch_tokens")
+            law_id,
+            n_params,
+            tokens,
+            seq_len=query.get("seq_len"),
+            batch_tokens=query.get("batch_tokens"),
         )
         batch_tokens = query.get("batch_tokens") or prediction.get("batch_tokens")
         if batch_tokens and tokens / batch_tokens > schemas.MAX_TRAJECTORY_STEPS:
