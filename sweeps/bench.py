@@ -48,6 +48,17 @@ def _peak_flops(device: torch.device) -> float | None:
     return next((peak for key, peak in PEAK_BF16_FLOPS.items() if key in name), None)
 
 
+def _matmul_rate(a: torch.Tensor, b: torch.Tensor, n: int) -> float:
+    """FLOP/s of `n` products a @ b: the machine's own dense-matmul speed at this moment."""
+    if a.device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(n):
+        c = a @ b
+    c.sum().item()  # waits for the device
+    return n * 2.0 * a.shape[0] * a.shape[1] * b.shape[1] / (time.perf_counter() - start)
+
+
 def _machine() -> str:
     """CPU model and core count: results from different machines must not be compared."""
     model = platform.machine()
@@ -106,13 +117,23 @@ def throughput(
         loss.item()  # waits for the device
         return n * batch_size * seq_len / (time.perf_counter() - start)
 
+    # Calibration: the MLP's up-projection, (batch tokens x width) @ (width x 4 width), timed
+    # between the models' repetitions. A shared machine's speed drifts by tens of percent over
+    # hours; the training step's share of this rate, measured under the same load, does not.
+    gen = torch.Generator().manual_seed(0)
+    mm_a = torch.randn(batch_size * seq_len, width, generator=gen).to(dev)
+    mm_b = torch.randn(width, 4 * width, generator=gen).to(dev)
+    mm_n = 4 * steps
     for name in setups:
         run(name, 3)  # warm-up: allocator, kernels, thread pools
+    _matmul_rate(mm_a, mm_b, mm_n)
     rates: dict[str, list[float]] = {name: [] for name in setups}
+    mm_rates: list[float] = []
     for rep in range(repeats):
         order = list(setups) if rep % 2 == 0 else list(setups)[::-1]
         for name in order:
             rates[name].append(run(name, steps))
+        mm_rates.append(_matmul_rate(mm_a, mm_b, mm_n))
     median = {name: statistics.median(r) for name, r in rates.items()}
     # The fastest repetition is the least disturbed by other processes (as timeit's min).
     best = {name: max(r) for name, r in rates.items()}
@@ -133,7 +154,13 @@ def throughput(
         "mup_overhead_pct": round(100.0 * (best["plain"] / best["mup"] - 1.0), 2),
         "mup_overhead_pct_median": round(100.0 * (median["plain"] / median["mup"] - 1.0), 2),
         "flops_per_token": flops_per_token(cfg),
+        "matmul_gflops": round(max(mm_rates) / 1e9, 2),
+        "matmul_gflops_median": round(statistics.median(mm_rates) / 1e9, 2),
     }  # fmt: skip
+    # The plain step's model FLOP/s as a share of the matmul rate (both fastest repetitions).
+    result["plain_share_of_matmul_pct"] = round(
+        100 * best["plain"] * result["flops_per_token"] / max(mm_rates), 1
+    )
     peak = _peak_flops(dev)
     if peak is not None:
         result["peak_flops"] = peak
@@ -175,25 +202,34 @@ def write_throughput(results: list[dict], out: Path = OUT, *, keep_history: bool
         "brackets; every measurement kept, newest first. Command: `python -m sweeps.bench "
         "throughput`.",
         "",
+        "*matmul GFLOP/s*: the machine's own dense fp32 matmul speed, timed between the "
+        "repetitions (the MLP's up-projection shape, fastest repetition): a shared machine's "
+        "speed drifts over hours, so rows far apart in time differ by the machine as much as by "
+        "the code. *plain share*: the plain model's training FLOP/s (6N + attention per token) "
+        "as a share of it; it stays put when only the machine's speed moves.",
+        "",
         f"Targets: muP overhead under {MAX_MUP_OVERHEAD_PCT:.0f}%; on 2 CPU cores at width 128, "
         f"depth 2, seq 128, fp32, plain at least {0.9 * CPU_REFERENCE_TOKENS_PER_S:,.0f} "
         f"tokens/s (within 10% of {CPU_REFERENCE_TOKENS_PER_S:,.0f}). The load average "
         "includes the benchmark's own 2 threads.",
         "",
         "| measured at (UTC) | machine | device | dtype | threads | width | depth | seq | batch tokens "
-        "| plain tokens/s | muP tokens/s | muP overhead (median) | MFU muP | load avg "
-        "| meets targets |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| plain tokens/s | muP tokens/s | muP overhead (median) | MFU muP | matmul GFLOP/s "
+        "| plain share | load avg | meets targets |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
+        "| --- | --- |",
     ]
     for r in results:
         mfu = f"{r['mfu_pct']['mup']:.2f}%" if "mfu_pct" in r else "n/a (CPU)"
         load = r["load_average"][0]
+        gflops = f"{r['matmul_gflops']:,.1f}" if "matmul_gflops" in r else "n/a (not measured)"
+        share = f"{r['plain_share_of_matmul_pct']:.0f}%" if "matmul_gflops" in r else "n/a"
         lines.append(
             f"| {r['measured_at']} | {r.get('machine', '?')} | {r['device']} | {r['dtype']} | {r['threads']} | {r['width']} "
             f"| {r['depth']} | {r['seq_len']} | {r['batch_tokens']} "
             f"| {r['tokens_per_s']['plain']:,.0f} ({r['tokens_per_s_median']['plain']:,.0f}) "
             f"| {r['tokens_per_s']['mup']:,.0f} ({r['tokens_per_s_median']['mup']:,.0f}) "
-            f"| {r['mup_overhead_pct']:+.1f}% ({r['mup_overhead_pct_median']:+.1f}%) | {mfu} | {load if load is None else f'{load:.2f}'} "
+            f"| {r['mup_overhead_pct']:+.1f}% ({r['mup_overhead_pct_median']:+.1f}%) | {mfu} | {gflops} | {share} | {load if load is None else f'{load:.2f}'} "
             f"| {_meets_targets(r)} |"
         )
     text = "\n".join(lines) + "\n"

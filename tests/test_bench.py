@@ -49,3 +49,17 @@ def test_throughput_measures_both_models_on_real_batches():
     assert set(r["tokens_per_s"]) == {"plain", "mup"}
     assert all(len(v) == 2 and min(v) > 0 for v in r["tokens_per_s_all"].values())
     assert r["machine"].endswith(" cores")
+    # The machine's matmul speed is timed in the same run, and the plain step's share of it.
+    assert r["matmul_gflops_median"] <= r["matmul_gflops"] and r["matmul_gflops"] > 0
+    expected = 100 * r["tokens_per_s"]["plain"] * r["flops_per_token"] / (r["matmul_gflops"] * 1e9)
+    assert abs(r["plain_share_of_matmul_pct"] - expected) <= 0.01 * expected + 0.1
+
+
+def test_rows_without_the_matmul_calibration_still_render(tmp_path):
+    new = {**_row("2026-01-06T00:00:00", 30_000, 29_900), "flops_per_token": 2.6e6,
+           "matmul_gflops": 100.0, "matmul_gflops_median": 90.0,
+           "plain_share_of_matmul_pct": 78.0}  # fmt: skip
+    text = write_throughput([new, _row("2026-01-05T00:00:00", 37_000, 36_500)], tmp_path)
+    table = [line for line in text.splitlines() if line.startswith("| 2026")]
+    assert "| 100.0 | 78% |" in table[0]
+    assert "| n/a (not measured) | n/a |" in table[1]
