@@ -275,6 +275,32 @@ def _fit_theta(starts, curves, bounds, delta):
     return best
 
 
+# Below this largest C*x the annealing term's G(x) = 1 - (C*x + 1)^-beta is within ~5% of its
+# linear limit C*beta*x at every fitted point: only the product B*C*beta is then fitted, and how
+# fast the loss follows an LR drop (the saturation) is not (see `_annealing_saturation`).
+_LINEAR_ANNEALING = 0.1
+
+
+def _annealing_saturation(theta: np.ndarray, curves: list[_Curve]) -> float | None:
+    """The largest C*x (x = LR^-gamma times the LR area since the drop) over the fitted
+    curves' points and LR drops: how far into G's saturation the fit reaches. None when no
+    fitted curve has an LR drop after its peak (the annealing term is then not fitted)."""
+    best = None
+    for cv in curves:
+        if cv.terms.delta.size == 0 or not np.any(cv.terms.delta > 0):
+            continue
+        phi = cv.design @ theta
+        c, gamma = math.exp(phi[4]), math.exp(phi[6])
+        x = (
+            cv.terms.dist[:, cv.terms.delta > 0]
+            * np.exp(-gamma * cv.terms.log_lr[cv.terms.delta > 0])[None, :]
+        )
+        if x.size:
+            top = float(c * x.max())
+            best = top if best is None else max(best, top)
+    return best
+
+
 def _bootstrap(theta, curves, bounds, delta, n_boot, seed):
     """Residual bootstrap that keeps each curve's residuals in order (a random circular shift
     and sign flip per curve), because a curve's errors are correlated along its steps."""
@@ -441,6 +467,21 @@ class TrajectoryLaw:
             self.theta_, fits, bounds, self.huber_delta, self.n_bootstrap, self.seed + 1
         )
         self.residuals_ = _residual_summary(self.theta_, fits)
+        self.annealing_saturation_ = _annealing_saturation(self.theta_, fits)
+        if (
+            self.annealing_saturation_ is not None
+            and self.annealing_saturation_ < _LINEAR_ANNEALING
+        ):
+            b, c = (float(np.exp(fits[0].design[i] @ self.theta_)) for i in (3, 4))
+            warnings.warn(
+                "trajectory fit: the annealing term ended in its linear limit (C*x at most "
+                f"{self.annealing_saturation_:.2g} over the fitted LR drops; B = {b:.3g}, "
+                f"C = {c:.3g}): the fitted schedules do not fix how fast the loss follows an "
+                "LR drop, so predictions for schedules with sharp drops (WSD, step) are "
+                "unreliable; fit a run with such a drop too",
+                TrajectoryFitWarning,
+                stacklevel=3,
+            )
 
     def _reset(self) -> None:
         self.theta_: np.ndarray | None = None
