@@ -117,23 +117,27 @@ def throughput(
         loss.item()  # waits for the device
         return n * batch_size * seq_len / (time.perf_counter() - start)
 
-    # Calibration: the MLP's up-projection, (batch tokens x width) @ (width x 4 width), timed
-    # between the models' repetitions. A shared machine's speed drifts by tens of percent over
-    # hours; the training step's share of this rate, measured under the same load, does not.
+    # CPU calibration: the MLP's up-projection, (batch tokens x width) @ (width x 4 width) in
+    # fp32, timed between the models' repetitions. A shared machine's speed drifts by tens of
+    # percent over hours; the step's share of this rate, timed under the same load, separates
+    # that drift from the code's. (GPUs report MFU against their bf16 peak instead.)
+    calibrate = dev.type == "cpu"
     gen = torch.Generator().manual_seed(0)
     mm_a = torch.randn(batch_size * seq_len, width, generator=gen).to(dev)
     mm_b = torch.randn(width, 4 * width, generator=gen).to(dev)
     mm_n = 4 * steps
     for name in setups:
         run(name, 3)  # warm-up: allocator, kernels, thread pools
-    _matmul_rate(mm_a, mm_b, mm_n)
+    if calibrate:
+        _matmul_rate(mm_a, mm_b, mm_n)
     rates: dict[str, list[float]] = {name: [] for name in setups}
     mm_rates: list[float] = []
     for rep in range(repeats):
         order = list(setups) if rep % 2 == 0 else list(setups)[::-1]
         for name in order:
             rates[name].append(run(name, steps))
-        mm_rates.append(_matmul_rate(mm_a, mm_b, mm_n))
+        if calibrate:
+            mm_rates.append(_matmul_rate(mm_a, mm_b, mm_n))
     median = {name: statistics.median(r) for name, r in rates.items()}
     # The fastest repetition is the least disturbed by other processes (as timeit's min).
     best = {name: max(r) for name, r in rates.items()}
@@ -154,13 +158,14 @@ def throughput(
         "mup_overhead_pct": round(100.0 * (best["plain"] / best["mup"] - 1.0), 2),
         "mup_overhead_pct_median": round(100.0 * (median["plain"] / median["mup"] - 1.0), 2),
         "flops_per_token": flops_per_token(cfg),
-        "matmul_gflops": round(max(mm_rates) / 1e9, 2),
-        "matmul_gflops_median": round(statistics.median(mm_rates) / 1e9, 2),
     }  # fmt: skip
-    # The plain step's model FLOP/s as a share of the matmul rate (both fastest repetitions).
-    result["plain_share_of_matmul_pct"] = round(
-        100 * best["plain"] * result["flops_per_token"] / max(mm_rates), 1
-    )
+    if mm_rates:
+        result["matmul_gflops"] = round(max(mm_rates) / 1e9, 2)
+        result["matmul_gflops_median"] = round(statistics.median(mm_rates) / 1e9, 2)
+        # The plain step's model FLOP/s as a share of it (both fastest repetitions).
+        result["plain_share_of_matmul_pct"] = round(
+            100 * best["plain"] * result["flops_per_token"] / max(mm_rates), 1
+        )
     peak = _peak_flops(dev)
     if peak is not None:
         result["peak_flops"] = peak
@@ -202,11 +207,11 @@ def write_throughput(results: list[dict], out: Path = OUT, *, keep_history: bool
         "brackets; every measurement kept, newest first. Command: `python -m sweeps.bench "
         "throughput`.",
         "",
-        "*matmul GFLOP/s*: the machine's own dense fp32 matmul speed, timed between the "
-        "repetitions (the MLP's up-projection shape, fastest repetition): a shared machine's "
-        "speed drifts over hours, so rows far apart in time differ by the machine as much as by "
-        "the code. *plain share*: the plain model's training FLOP/s (6N + attention per token) "
-        "as a share of it; it stays put when only the machine's speed moves.",
+        "*matmul GFLOP/s* (CPU rows): the machine's own dense fp32 matmul speed, timed between "
+        "the repetitions (the MLP's up-projection shape, fastest repetition). A shared "
+        "machine's speed drifts over hours, so rows far apart in time differ by the machine as "
+        "well as by the code. *plain share*: the plain model's training FLOP/s (6N + attention "
+        "per token) as a share of that speed, timed under the same load.",
         "",
         f"Targets: muP overhead under {MAX_MUP_OVERHEAD_PCT:.0f}%; on 2 CPU cores at width 128, "
         f"depth 2, seq 128, fp32, plain at least {0.9 * CPU_REFERENCE_TOKENS_PER_S:,.0f} "
@@ -222,7 +227,7 @@ def write_throughput(results: list[dict], out: Path = OUT, *, keep_history: bool
     for r in results:
         mfu = f"{r['mfu_pct']['mup']:.2f}%" if "mfu_pct" in r else "n/a (CPU)"
         load = r["load_average"][0]
-        gflops = f"{r['matmul_gflops']:,.1f}" if "matmul_gflops" in r else "n/a (not measured)"
+        gflops = f"{r['matmul_gflops']:,.1f}" if "matmul_gflops" in r else "n/a"
         share = f"{r['plain_share_of_matmul_pct']:.0f}%" if "matmul_gflops" in r else "n/a"
         lines.append(
             f"| {r['measured_at']} | {r.get('machine', '?')} | {r['device']} | {r['dtype']} | {r['threads']} | {r['width']} "
