@@ -102,9 +102,9 @@ def _cmd_fit(args) -> int:
             progress=True,
         )
     out = Path(args.output)
-    laws.save(out)
+    doc = laws.save(out)
     print(f"wrote {out}")
-    for name, law in laws.to_dict()["laws"].items():
+    for name, law in doc["laws"].items():
         line = f"{name}: {law.get('expression', law['form'])}"
         sel = law.get("selection")
         if sel:

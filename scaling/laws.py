@@ -205,14 +205,17 @@ class ScalingLaws:
             doc["trajectory"] = self._trajectory.to_dict()
         return jsonable(doc)
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike) -> dict[str, Any]:
+        """Write the law file (atomically); returns the document written."""
         path = Path(path)
         if path.parent and not path.parent.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(self.to_dict(), indent=1, allow_nan=False)
+        doc = self.to_dict()
+        text = json.dumps(doc, indent=1, allow_nan=False)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text + "\n", encoding="utf-8")
         os.replace(tmp, path)
+        return doc
 
     def __repr__(self) -> str:
         return f"ScalingLaws(id={self.id!r}, kind={self.kind!r}, supports={self.supports()})"

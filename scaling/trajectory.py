@@ -287,17 +287,13 @@ def _annealing_saturation(theta: np.ndarray, curves: list[_Curve]) -> float | No
     fitted curve has an LR drop after its peak (the annealing term is then not fitted)."""
     best = None
     for cv in curves:
-        if cv.terms.delta.size == 0 or not np.any(cv.terms.delta > 0):
+        drops = cv.terms.delta > 0
+        if not drops.any():
             continue
         phi = cv.design @ theta
         c, gamma = math.exp(phi[4]), math.exp(phi[6])
-        x = (
-            cv.terms.dist[:, cv.terms.delta > 0]
-            * np.exp(-gamma * cv.terms.log_lr[cv.terms.delta > 0])[None, :]
-        )
-        if x.size:
-            top = float(c * x.max())
-            best = top if best is None else max(best, top)
+        x = cv.terms.dist[:, drops] * np.exp(-gamma * cv.terms.log_lr[drops])
+        best = max(best or 0.0, float(c * x.max()))
     return best
 
 
@@ -485,6 +481,7 @@ class TrajectoryLaw:
 
     def _reset(self) -> None:
         self.theta_: np.ndarray | None = None
+        self.annealing_saturation_: float | None = None  # not stored in law files
 
     # fitted views
     @property
@@ -627,6 +624,7 @@ class CrossSizeTrajectoryLaw:
     def _reset(self) -> None:
         self.theta_: np.ndarray | None = None
         self.lr_ref_: float | None = None
+        self.annealing_saturation_: float | None = None  # not stored in law files
 
     def _design(
         self, n_params: float, batch_tokens: float, peak_lr: float | None = None
