@@ -136,6 +136,11 @@ def _worker_entry(
     cfg: SweepConfig, url: str, threads: int, gpu: str | None, parent_pid: int | None = None
 ) -> None:
     """Body of one worker process (spawned): pin threads/GPU before torch is imported."""
+    # A sweep started in the background (`nohup make sweep &`, a batch job) inherits SIGINT as
+    # ignored, and Python then leaves it ignored: the parent's SIGINT and the parent watch
+    # (`_thread.interrupt_main`) would do nothing, and the running trial would neither stop nor
+    # be failed. Workers always take SIGINT as KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if parent_pid is not None:
         _exit_with_parent(parent_pid)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -387,7 +387,15 @@ def test_workers_stop_when_the_parent_is_killed(tmp_path, corpus_file, sig):
     storage = f"sqlite:///{tmp_path / 'storage.db'}"
     args = [sys.executable, "-m", "sweeps.engine", "run", "--config", str(path),
             "--storage", storage, "--workers", "2", "--threads", "1", "--no-progress"]  # fmt: skip
-    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Started as a background job is (`nohup make sweep &`): SIGINT ignored, which its workers
+    # inherit unless they restore it.
+    proc = subprocess.Popen(
+        args,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     workers: list[int] = []
     running: list = []
     try:
