@@ -47,7 +47,9 @@ __all__ = [
 
 PARAM_NAMES = ("L0", "A", "alpha", "B", "C", "beta", "gamma")
 FORM = "multi-power law (Luo et al. 2025)"
-FORMAT_VERSION = 2  # 2: CrossSizeTrajectoryLaw gained the peak-LR terms (version 1 still loads)
+# 2: CrossSizeTrajectoryLaw gained the peak-LR terms; 3: the peak-LR x batch terms. Older
+# files still load (the terms they lack are 0: the law they were fitted as).
+FORMAT_VERSION = 3
 _N_LOCAL = len(PARAM_NAMES)
 # LRs below this fraction of the peak are raised to it inside lr^(-gamma) only, so that a
 # schedule that decays to exactly zero stays finite.
@@ -241,16 +243,30 @@ def _objective(theta: np.ndarray, curves: list[_Curve], delta: float, targets=No
 
 
 def _minimize(theta0, curves, bounds, delta, targets=None, maxiter=1000, ftol=1e-10):
+    # Terms held fixed (equal bounds: a size exponent with one size, the peak-LR terms with one
+    # LR) are left out of the search, so that they cannot change its path.
+    free = np.array([lo < hi for lo, hi in bounds])
+    theta0 = np.clip(np.asarray(theta0, dtype=float), *np.array(bounds, dtype=float).T)
+
+    def objective(x):
+        theta = theta0.copy()
+        theta[free] = x
+        value, grad = _objective(theta, curves, delta, targets)
+        return value, grad[free]
+
     with np.errstate(all="ignore"):
-        return minimize(
-            _objective,
-            theta0,
-            args=(curves, delta, targets),
+        res = minimize(
+            objective,
+            theta0[free],
             jac=True,
             method="L-BFGS-B",
-            bounds=bounds,
+            bounds=[b for b, f in zip(bounds, free, strict=True) if f],
             options={"maxiter": maxiter, "ftol": ftol, "gtol": 1e-9},
         )
+    x = theta0.copy()
+    x[free] = res.x
+    res.x = x
+    return res
 
 
 def _fit_theta(starts, curves, bounds, delta):
@@ -584,18 +600,21 @@ class TrajectoryLaw:
 class CrossSizeTrajectoryLaw:
     """The multi-power law with size-dependent parameters, fitted jointly over a sweep's sizes:
 
-        L0 = l0 * (N/N_ref)^q_L0 * exp(s_L0 * u + s2_L0 * u^2),
+        L0 = l0 * (N/N_ref)^q_L0 * exp(s_L0 * u + s2_L0 * u^2 + t_L0 * u * v),
         A  = a * (N/N_ref)^p_A * (Bt/Bt_ref)^r_A * exp(s_A * u),
-        B  = b * (N/N_ref)^p_B * exp(s_B * u),      alpha, C, beta, gamma shared by all,
+        B  = b * (N/N_ref)^p_B * exp(s_B * u + t_B * u * v),   alpha, C, beta, gamma shared,
 
-    with u = log(peak LR / LR_ref). The peak-LR terms are there because the multi-power law's
+    with u = log(peak LR / LR_ref) and v = log(Bt / Bt_ref). The peak-LR terms are there because the multi-power law's
     own LR dependence (through the LR area S1 and the LR drops) holds at one peak LR but not
     across a sweep's LR grid: above the optimal LR a run's loss is higher at every step, which
     no power law in S1 gives (more LR area always means a lower loss). Without them a fit on
-    runs at LRs 27x apart is a compromise that fits none of them.
+    runs at LRs 27x apart is a compromise that fits none of them. The u*v terms let the LR
+    dependence move with the batch size: the optimal LR grows with the batch (about as B^0.5
+    in the reference sweep), so a high LR that hurts at a small batch helps at a large one.
 
     The batch exponent r_A is fitted only when the runs use more than one batch size, the
-    peak-LR terms only when they use more than one peak LR; with one size only, the size
+    peak-LR terms only when they use more than one peak LR (the u*v terms only when both vary);
+    with one size only, the size
     exponents are held at 0 (the curve then does not change with N).
     """
 
@@ -615,8 +634,11 @@ class CrossSizeTrajectoryLaw:
         "s2_L0",
         "s_A",
         "s_B",
+        "t_L0",
+        "t_B",
     )
-    _N_THETA_V1 = 11  # format_version 1 files: no peak-LR terms
+    # How many theta an older file has, by format_version (the newer terms are 0 there).
+    _N_THETA_OLD = {1: 11, 2: 15}
 
     __init__ = TrajectoryLaw.__init__  # the same settings
     _fit_theta_and_bootstrap = TrajectoryLaw._fit_theta_and_bootstrap
@@ -634,10 +656,10 @@ class CrossSizeTrajectoryLaw:
         lr_ref = getattr(self, "lr_ref_", None)
         u = math.log(peak_lr / lr_ref) if lr_ref and peak_lr else 0.0
         m = np.zeros((_N_LOCAL, len(self.THETA_NAMES)))
-        m[0, 0], m[0, 1], m[0, 11], m[0, 12] = 1.0, z, u, u * u  # log L0
+        m[0, 0], m[0, 1], m[0, 11], m[0, 12], m[0, 15] = 1.0, z, u, u * u, u * zb  # log L0
         m[1, 2], m[1, 3], m[1, 4], m[1, 13] = 1.0, z, zb, u  # log A
         m[2, 7] = 1.0  # log alpha
-        m[3, 5], m[3, 6], m[3, 14] = 1.0, z, u  # log B
+        m[3, 5], m[3, 6], m[3, 14], m[3, 16] = 1.0, z, u, u * zb  # log B
         m[4, 8], m[5, 9], m[6, 10] = 1.0, 1.0, 1.0  # log C, beta, gamma
         return m
 
@@ -754,6 +776,8 @@ class CrossSizeTrajectoryLaw:
             (-1.0, 1.0) if self.fit_lr_ else zero,  # s2_L0
             free if self.fit_lr_ else zero,  # s_A
             free if self.fit_lr_ else zero,  # s_B
+            (-1.0, 1.0) if self.fit_lr_ and self.fit_batch_ else zero,  # t_L0
+            free if self.fit_lr_ and self.fit_batch_ else zero,  # t_B
         ]
 
     def _starts(self, data, bounds) -> list[np.ndarray]:
@@ -790,9 +814,9 @@ class CrossSizeTrajectoryLaw:
         a, p = line(1)
         b, pb = line(3)
         shared = phis[:, [2, 4, 5, 6]].mean(axis=0)
-        base = np.array([l0, q, a, p, 0.0, b, pb, *shared, 0.0, 0.0, 0.0, 0.0])
+        base = np.array([l0, q, a, p, 0.0, b, pb, *shared, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
         # The peak-LR terms of L0 move every loss; jitter them less than the rest.
-        scale = np.array([0.3] * 11 + [0.02, 0.01, 0.3, 0.3])
+        scale = np.array([0.3] * 11 + [0.02, 0.01, 0.3, 0.3, 0.01, 0.3])
         starts = [base]
         # Per-size fits over mixed peak LRs often leave the annealing term at zero (B -> 0: the
         # LR area S1 absorbs the decay), and a line through such values starts the joint fit
@@ -936,14 +960,12 @@ class CrossSizeTrajectoryLaw:
         )
         law = cls(**_settings_from(d))
         k = len(cls.THETA_NAMES)
-        # A format_version 1 file has no peak-LR terms: they are 0 (the law it was fitted as).
-        old = d.get("format_version", FORMAT_VERSION) < 2 and len(d.get("theta") or []) == (
-            cls._N_THETA_V1
-        )
-        if old:
-            law.theta_ = np.pad(_vector(d, "theta", cls._N_THETA_V1), (0, k - cls._N_THETA_V1))
-            boot = _matrix(d, "theta_boot", cls._N_THETA_V1)
-            law.theta_boot_ = np.pad(boot, ((0, 0), (0, k - cls._N_THETA_V1)))
+        # An older file lacks the newer terms: they are 0 (the law it was fitted as).
+        n_old = cls._N_THETA_OLD.get(d.get("format_version", FORMAT_VERSION))
+        if n_old is not None and len(d.get("theta") or []) == n_old:
+            law.theta_ = np.pad(_vector(d, "theta", n_old), (0, k - n_old))
+            boot = _matrix(d, "theta_boot", n_old)
+            law.theta_boot_ = np.pad(boot, ((0, 0), (0, k - n_old)))
         else:
             law.theta_ = _vector(d, "theta", k)
             law.theta_boot_ = _matrix(d, "theta_boot", k)

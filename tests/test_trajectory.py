@@ -275,6 +275,22 @@ def test_cross_size_reads_a_format_1_file(cross_size):
         CrossSizeTrajectoryLaw.from_dict(dict(d, theta=d["theta"][:11]))
 
 
+def test_cross_size_reads_a_format_2_file(cross_size):
+    """Files written before the peak-LR x batch terms (15 theta entries) load with them at 0;
+    a current file cut to 15 entries is an error, not a silent pad."""
+    law, runs = cross_size
+    d = json.loads(json.dumps(law.to_dict()))
+    assert d["format_version"] == 3 and len(d["theta"]) == 17
+    old = dict(d, format_version=2, theta=d["theta"][:15])
+    old["theta_boot"] = [row[:15] for row in d["theta_boot"]]
+    back = CrossSizeTrajectoryLaw.from_dict(old)
+    assert back.params_["t_L0"] == 0.0 and back.params_["t_B"] == 0.0
+    lrs = lr_schedule_of_run(runs.set_index("run_id").loc["n1000000-step"])
+    np.testing.assert_allclose(back.predict(3e6, lrs), law.predict(3e6, lrs))
+    with pytest.raises(ValueError, match="theta"):
+        CrossSizeTrajectoryLaw.from_dict(dict(d, theta=d["theta"][:15]))
+
+
 def _lr_params(n_params: float, peak: float) -> dict:
     """Truth for runs at several peak LRs: above the best LR every loss is higher (L0 rises),
     which the multi-power law's LR area alone cannot give."""
@@ -321,6 +337,49 @@ def test_cross_size_fits_runs_at_many_peak_lrs():
         rel = np.abs(law.predict(n, lrs, steps=steps) / truth - 1)
         assert rel.mean() < 0.005, (n, peak)
     assert law.params_["lr_ref"] is not None
+
+
+def _lr_batch_params(n_params: float, peak: float, batch: float) -> dict:
+    """Truth where the best LR grows with the batch: a high LR costs less at a large batch."""
+    u, v = np.log(peak / PEAK_LR), np.log(batch / 4096)
+    p = _params_at(n_params)
+    return dict(p, L0=p["L0"] * np.exp(0.02 * u + 0.03 * u * u - 0.04 * u * v))
+
+
+def test_cross_size_recovers_an_lr_batch_interaction():
+    """Runs at two batch sizes and three peak LRs whose LR dependence shifts with the batch:
+    the u*v term of L0 is recovered, and a held-out size at the corner (high LR, large batch)
+    is predicted, which a form without the term misses."""
+    rng = np.random.default_rng(5)
+    runs, curves = [], []
+    for n in (5e5, 2e6):
+        for batch in (2048, 8192):
+            for peak in (3e-3, 1e-2, 3e-2):
+                spec = ScheduleSpec("cosine", warmup_steps=20)
+                rid = f"n{int(n)}-b{batch}-{peak:g}"
+                runs.append(
+                    {
+                        "run_id": rid,
+                        "n_params": n,
+                        "lr": peak,
+                        "batch_tokens": batch,
+                        "steps": STEPS,
+                        "schedule": "cosine",
+                        "schedule_json": spec.to_json(),
+                        "state": "complete",
+                    }
+                )
+                params = _lr_batch_params(n, peak, batch)
+                curves.append(_logged(params, spec.lrs(peak, STEPS), rng, rid))
+    law = CrossSizeTrajectoryLaw(n_starts=3, n_bootstrap=0, max_segments=SEGMENTS, seed=0)
+    law.fit(pd.DataFrame(runs), pd.concat(curves, ignore_index=True))
+    assert law.params_["t_L0"] == pytest.approx(-0.04, abs=0.01)
+    assert law.residuals_["mean_abs_rel"] < 0.003
+    steps = np.arange(STEPS // 4, STEPS + 1)
+    lrs = ScheduleSpec("wsd", warmup_steps=20).lrs(3e-2, STEPS)
+    truth = _true_curve(_lr_batch_params(1e6, 3e-2, 8192), lrs, steps)
+    rel = np.abs(law.predict(1e6, lrs, 8192, steps=steps) / truth - 1)
+    assert rel.mean() < 0.005
 
 
 def test_cross_size_fit_does_not_depend_on_run_names_or_row_order():
