@@ -148,10 +148,17 @@ def _worker_entry(
     os.environ["MKL_NUM_THREADS"] = str(threads)
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    worker = None
     try:
         corpus = _check_corpus(cfg)
-        Worker(cfg, url, threads=threads, corpus=corpus).run()
+        worker = Worker(cfg, url, threads=threads, corpus=corpus)
+        worker.run()
     except KeyboardInterrupt:
+        # Stopping: further interrupts (the parent repeats its SIGINT until the workers exit)
+        # must not cut short the FAIL write of the running trial.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if worker is not None:
+            worker.fail_running_trial()
         sys.exit(130)
     except Exception as exc:  # reported in one line; the trial is marked FAIL and re-run later
         print(f"error: worker {os.getpid()}: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -280,12 +287,18 @@ def run_sweep(
             except KeyboardInterrupt:
                 # Ctrl-C or SIGTERM here: interrupt the workers too (each fails its running
                 # trial, to be re-run on resume), and wait for them.
-                for p in procs:
-                    if p.is_alive():
-                        os.kill(p.pid, signal.SIGINT)
+                # The SIGINT is repeated until they exit: one that lands where Python drops it
+                # (in a finalizer) would otherwise leave a worker training on.
                 deadline = time.monotonic() + 30
-                for p in procs:
-                    p.join(timeout=max(0.1, deadline - time.monotonic()))
+                while time.monotonic() < deadline and any(p.is_alive() for p in procs):
+                    for p in procs:
+                        if p.is_alive():
+                            try:
+                                os.kill(p.pid, signal.SIGINT)
+                            except ProcessLookupError:
+                                pass
+                    for p in procs:
+                        p.join(timeout=0.5 / len(procs))
                 for p in procs:
                     if p.is_alive():  # stuck: its trial is failed later by its heartbeat
                         p.kill()
