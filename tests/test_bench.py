@@ -52,7 +52,9 @@ def test_throughput_measures_both_models_on_real_batches():
     # The machine's matmul speed is timed in the same run, and the plain step's share of it.
     assert r["matmul_gflops_median"] <= r["matmul_gflops"] and r["matmul_gflops"] > 0
     expected = 100 * r["tokens_per_s"]["plain"] * r["flops_per_token"] / (r["matmul_gflops"] * 1e9)
-    assert abs(r["plain_share_of_matmul_pct"] - expected) <= 0.01 * expected + 0.1
+    # The result's GFLOP/s is rounded to 0.01, a large share of a tiny model's slow matmul.
+    rounding = 0.005 / r["matmul_gflops"] + 0.001
+    assert abs(r["plain_share_of_matmul_pct"] - expected) <= rounding * expected + 0.1
 
 
 def test_rows_without_the_matmul_calibration_still_render(tmp_path):
