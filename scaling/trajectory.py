@@ -272,8 +272,7 @@ def _minimize(theta0, curves, bounds, delta, targets=None, maxiter=1000, ftol=1e
 def _fit_theta(starts, curves, bounds, delta):
     best, n_converged = None, 0
     for theta0 in starts:
-        theta0 = np.clip(theta0, [b[0] for b in bounds], [b[1] for b in bounds])
-        res = _minimize(theta0, curves, bounds, delta)
+        res = _minimize(theta0, curves, bounds, delta)  # clips the start into the bounds
         n_converged += bool(res.success)
         if best is None or res.fun < best.fun:
             best = res
@@ -604,8 +603,8 @@ class CrossSizeTrajectoryLaw:
         A  = a * (N/N_ref)^p_A * (Bt/Bt_ref)^r_A * exp(s_A * u),
         B  = b * (N/N_ref)^p_B * exp(s_B * u + t_B * u * v),   alpha, C, beta, gamma shared,
 
-    with u = log(peak LR / LR_ref) and v = log(Bt / Bt_ref). The peak-LR terms are there because the multi-power law's
-    own LR dependence (through the LR area S1 and the LR drops) holds at one peak LR but not
+    with u = log(peak LR / LR_ref) and v = log(Bt / Bt_ref). The peak-LR terms are there
+    because the multi-power law's own LR dependence (through the LR area S1 and the LR drops) holds at one peak LR but not
     across a sweep's LR grid: above the optimal LR a run's loss is higher at every step, which
     no power law in S1 gives (more LR area always means a lower loss). Without them a fit on
     runs at LRs 27x apart is a compromise that fits none of them. The u*v terms let the LR
@@ -614,8 +613,8 @@ class CrossSizeTrajectoryLaw:
 
     The batch exponent r_A is fitted only when the runs use more than one batch size, the
     peak-LR terms only when they use more than one peak LR (the u*v terms only when both vary);
-    with one size only, the size
-    exponents are held at 0 (the curve then does not change with N).
+    with one size only, the size exponents are held at 0 (the curve then does not change with
+    N).
     """
 
     THETA_NAMES = (

@@ -210,7 +210,7 @@ class Worker:
         self.pruner = make_pruner(cfg)
         self._studies: dict[str, optuna.Study] = {}
         self.trials_run = 0
-        self._current: tuple[optuna.Study, int] | None = None  # the trial running here
+        self._current: tuple[optuna.Study, int] | None = None  # (study, trial number) running
 
     def study(self, cell: Cell) -> optuna.Study:
         if cell.name not in self._studies:
@@ -277,7 +277,7 @@ class Worker:
 
     def _run_one(self, study: optuna.Study, cell: Cell, by_name: dict[str, Cell]) -> None:
         def objective(trial: optuna.Trial) -> float:
-            self._current = (study, trial._trial_id)
+            self._current = (study, trial.number)
             try:
                 slot = self._assign_slot(study, trial, cell)
             finally:
@@ -296,14 +296,14 @@ class Worker:
 
     def fail_running_trial(self) -> None:
         """After an interrupt: mark the trial this worker was running FAIL (re-run on resume)
-        if optuna did not get to (a second interrupt can cut its own FAIL write short)."""
+        unless optuna already has (a second interrupt can cut its own FAIL write short)."""
         if self._current is None:
             return
-        study, trial_id = self._current
+        study, number = self._current
         self._current = None
-        storage = study._storage
-        if storage.get_trial(trial_id).state == TrialState.RUNNING:
-            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "already finished": optuna got there first
+            study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
 
     def _assign_slot(self, study: optuna.Study, trial: optuna.Trial, cell: Cell) -> int:
         """The trial's place in the cell's plan, kept by its retries. On a grid: the first
