@@ -41,6 +41,17 @@ def test_overhead_over_five_percent_fails_and_other_machines_are_not_held_to_40k
     assert table[1].endswith("| no |")
 
 
+def test_the_core_count_field_decides_which_rows_are_held_to_40k(tmp_path):
+    two = _row("2026-01-05T00:00:00", 20_000, 19_900, machine="Some CPU")
+    two["cores"] = 2
+    many = _row("2026-01-06T00:00:00", 20_000, 19_900, machine="Some CPU")
+    many["cores"] = 16
+    text = write_throughput([two, many], tmp_path, keep_history=False)
+    table = [line for line in text.splitlines() if line.startswith("| 2026")]
+    assert table[0].startswith("| 2026-01-06") and table[0].endswith("| yes |")
+    assert table[1].startswith("| 2026-01-05") and table[1].endswith("| no |")
+
+
 def test_throughput_measures_both_models_on_real_batches():
     r = throughput(
         width=32, depth=1, seq_len=32, batch_tokens=256, steps=1, repeats=2, device="cpu"
@@ -48,7 +59,7 @@ def test_throughput_measures_both_models_on_real_batches():
     assert r["device"] == "cpu" and r["dtype"] == "fp32"
     assert set(r["tokens_per_s"]) == {"plain", "mup"}
     assert all(len(v) == 2 and min(v) > 0 for v in r["tokens_per_s_all"].values())
-    assert r["machine"].endswith(" cores")
+    assert r["machine"].endswith(" cores") and r["cores"] >= 1
     # The machine's matmul speed is timed in the same run, and the plain step's share of it.
     assert r["matmul_gflops_median"] <= r["matmul_gflops"] and r["matmul_gflops"] > 0
     expected = 100 * r["tokens_per_s"]["plain"] * r["flops_per_token"] / (r["matmul_gflops"] * 1e9)
