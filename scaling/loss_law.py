@@ -43,8 +43,7 @@ _BOTH_TERMS = (_FULL, _COUPLED)
 def _huber_value_and_slope(r: np.ndarray, delta: float) -> tuple[float, np.ndarray]:
     """Mean Huber loss of residuals r (scaled by 1/delta) and its derivative in each r."""
     n = r.size
-    absr = np.abs(r)
-    value = float(np.where(absr <= delta, 0.5 * r * r, delta * (absr - 0.5 * delta)).sum())
+    value = float(huber(delta, r).sum())
     return value / (n * delta), np.clip(r, -delta, delta) / (n * delta)
 
 
