@@ -1,4 +1,4 @@
-"""Command line: `python -m scaling fit RUNS.csv -o laws.json` and `python -m scaling predict`.
+"""Command line: `python -m scaling fit RUNS.csv -o laws.json`, `predict` and `trajectory`.
 
 Bad arguments print one error line and exit with status 2, without a traceback.
 """
@@ -75,8 +75,44 @@ def _parser() -> _Parser:
         help="the batch you will train with: lr is then the optimum at that batch",
     )
     q.add_argument("--json", action="store_true", help="print the Prediction as JSON")
+    t = sub.add_parser(
+        "trajectory",
+        help="the predicted loss curve of a target run under one or more LR schedules",
+    )
+    t.add_argument("--laws", required=True, help="law file path (a fitted law with curves)")
+    t.add_argument("--n-params", required=True, type=_positive("--n-params"))
+    t.add_argument("--tokens", required=True, type=_positive("--tokens"))
+    t.add_argument(
+        "--schedule",
+        default="cosine",
+        help="schedule name, or several separated by commas to compare them "
+        "(constant, cosine, wsd, linear, step)",
+    )
+    t.add_argument(
+        "--warmup", type=_warmup, help="warmup steps (>= 1) or a fraction of the run (< 1)"
+    )
+    t.add_argument("--points", type=_positive("--points", int), default=200)
+    t.add_argument("--lr", type=_positive("--lr"), help="peak LR (default: the recommended one)")
+    t.add_argument(
+        "--batch-tokens", type=_positive("--batch-tokens"), help="default: the recommended batch"
+    )
+    t.add_argument("--csv", help="write every point of every curve to this CSV file")
+    t.add_argument("--plot", help="write a figure of the curves to this PNG file")
+    t.add_argument("--rows", type=_nonneg_int("--rows"), default=10, help="rows printed per curve")
     sub.add_parser("presets", help="list the presets")
     return p
+
+
+def _warmup(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--warmup must be a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(
+            f"--warmup must be a step count or a fraction in [0, 1), got {text!r}"
+        )
+    return value
 
 
 def _interval(iv) -> str:
@@ -158,6 +194,88 @@ def _cmd_predict(args) -> int:
     return 0
 
 
+def _cmd_trajectory(args) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from .laws import load
+    from .schedules import SCHEDULES
+
+    names = [n.strip() for n in args.schedule.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SCHEDULES]
+    if not names or unknown:
+        raise ValueError(
+            f"--schedule: unknown schedule {', '.join(unknown) or repr(args.schedule)}; "
+            f"choose from {', '.join(SCHEDULES)}"
+        )
+    if args.points < 2:
+        raise ValueError(f"--points must be at least 2, got {args.points}")
+    laws = load(args.laws)
+    frames = []
+    for name in names:
+        curve = laws.trajectory(
+            args.n_params,
+            args.tokens,
+            schedule=name,
+            warmup=args.warmup,
+            points=args.points,
+            lr=args.lr,
+            batch_tokens=args.batch_tokens,
+        )
+        curve.insert(0, "schedule", name)
+        frames.append(curve)
+    table = pd.concat(frames, ignore_index=True)
+    print(f"law: {laws.id}; n_params {args.n_params:.4g}, tokens {args.tokens:.4g}")
+    for name, curve in zip(names, frames, strict=True):
+        last = curve.iloc[-1]
+        print(
+            f"\n{name}: final loss {last['loss']:.4f} [{last['loss_low']:.4f}, "
+            f"{last['loss_high']:.4f}] at step {int(last['step'])}"
+        )
+        if args.rows:
+            idx = np.unique(np.linspace(0, len(curve) - 1, args.rows).round().astype(int))
+            shown = curve.iloc[idx][["step", "tokens", "lr", "loss", "loss_low", "loss_high"]]
+            print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        print(f"\nwrote {args.csv}")
+    if args.plot:
+        _plot_curves(frames, names, args, laws.id)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _plot_curves(frames, names, args, law_id: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax_lr) = plt.subplots(
+        2, 1, figsize=(7, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    for i, (name, curve) in enumerate(zip(names, frames, strict=True)):
+        color = f"C{i}"
+        ax.plot(curve["tokens"], curve["loss"], color=color, label=name)
+        ax.fill_between(
+            curve["tokens"], curve["loss_low"], curve["loss_high"], color=color, alpha=0.2
+        )
+        ax_lr.plot(curve["tokens"], curve["lr"], color=color)
+    # The first tenth of the run (warmup, the initial drop) would flatten the rest.
+    late = [c[c["step"] >= 0.1 * c["step"].max()] for c in frames]
+    top = max(float(c["loss_high"].max()) for c in late)
+    bottom = min(float(c["loss_low"].min()) for c in late)
+    ax.set_ylim(bottom - 0.05 * (top - bottom), top + 0.05 * (top - bottom))
+    ax.set_ylabel("predicted loss (nats/token)")
+    ax.set_title(f"{law_id}: N = {args.n_params:.3g}, D = {args.tokens:.3g} (95% band)")
+    ax.legend()
+    ax_lr.set_xlabel("tokens")
+    ax_lr.set_ylabel("LR")
+    fig.tight_layout()
+    fig.savefig(args.plot, dpi=120)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     from ._errors import LawFileError, UnsupportedQuery
 
@@ -167,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_fit(args)
         if args.command == "predict":
             return _cmd_predict(args)
+        if args.command == "trajectory":
+            return _cmd_trajectory(args)
         from .presets import list_presets
 
         print("\n".join(list_presets()))

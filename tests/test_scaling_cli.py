@@ -1,11 +1,14 @@
-"""`python -m scaling fit|predict`: writes the law file and report; bad arguments exit 2 cleanly."""
+"""`python -m scaling fit|predict|trajectory`: law file, report, curves; bad arguments exit 2 cleanly."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from scaling.cli import main
@@ -103,6 +106,43 @@ def test_predict_preset_text(capsys):
     assert "lr: 0.0009166" in out and "batch_tokens: 4.999e+06" in out
 
 
+QUICK_LAWS = str(Path(__file__).resolve().parents[1] / "results" / "quick" / "laws.json")
+_TRAJ = ["trajectory", "--laws", QUICK_LAWS, "--n-params", "5e5", "--tokens", "4e6"]
+
+
+def test_trajectory_compares_schedules_in_text_csv_and_figure(tmp_path, capsys):
+    csv, png = tmp_path / "curves.csv", tmp_path / "curves.png"
+    argv = _TRAJ + ["--schedule", "cosine,wsd", "--points", "50", "--csv", str(csv)]
+    assert main(argv + ["--plot", str(png), "--rows", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "cosine: final loss" in out and "wsd: final loss" in out
+    table = pd.read_csv(csv)
+    assert set(table["schedule"]) == {"cosine", "wsd"}
+    assert {"step", "tokens", "lr", "loss", "loss_low", "loss_high"} <= set(table.columns)
+    for _, curve in table.groupby("schedule"):
+        assert len(curve) == 50 and np.isfinite(curve["loss"]).all()
+        assert (curve["loss_low"] <= curve["loss"]).all() and (
+            curve["loss"] <= curve["loss_high"]
+        ).all()
+        assert curve["loss"].iloc[-1] < curve["loss"].iloc[len(curve) // 4]  # it learns
+    cos, wsd = (table[table["schedule"] == s] for s in ("cosine", "wsd"))
+    # Same run, same peak LR: WSD holds the peak where cosine decays, so the curves differ.
+    assert wsd["lr"].iloc[30] > cos["lr"].iloc[30]
+    assert not np.allclose(wsd["loss"].to_numpy(), cos["loss"].to_numpy())
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_trajectory_at_a_given_lr_uses_it(capsys):
+    assert (
+        main(
+            _TRAJ + ["--lr", "0.005", "--batch-tokens", "4096", "--rows", "0", "--csv", "/dev/null"]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "cosine: final loss" in out
+
+
 @pytest.mark.parametrize(
     "argv, needle",
     [
@@ -127,6 +167,13 @@ def test_predict_preset_text(capsys):
         ),
         (["fit", "/no/such/runs.csv", "-o", "x.json"], "no such runs file"),
         (["frobnicate"], "invalid choice"),
+        (_TRAJ + ["--schedule", "cosine,sawtooth"], "--schedule: unknown schedule sawtooth"),
+        (_TRAJ + ["--warmup", "-1"], "--warmup"),
+        (_TRAJ + ["--points", "1"], "--points must be at least 2, got 1"),
+        (
+            ["trajectory", "--laws", "kaplan", "--n-params", "1e9", "--tokens", "2e10"],
+            "no trajectory law",
+        ),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, needle, capsys):
