@@ -212,20 +212,40 @@ def _cmd_trajectory(args) -> int:
         raise ValueError(f"--points must be at least 2, got {args.points}")
     laws = load(args.laws)
     frames = []
-    for name in names:
-        curve = laws.trajectory(
-            args.n_params,
-            args.tokens,
-            schedule=name,
-            warmup=args.warmup,
-            points=args.points,
-            lr=args.lr,
-            batch_tokens=args.batch_tokens,
-        )
-        curve.insert(0, "schedule", name)
-        frames.append(curve)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for name in names:
+            curve = laws.trajectory(
+                args.n_params,
+                args.tokens,
+                schedule=name,
+                warmup=args.warmup,
+                points=args.points,
+                lr=args.lr,
+                batch_tokens=args.batch_tokens,
+            )
+            curve.insert(0, "schedule", name)
+            frames.append(curve)
+        pred = laws.predict(args.n_params, args.tokens, batch_tokens=args.batch_tokens)
     table = pd.concat(frames, ignore_index=True)
-    print(f"law: {laws.id}; n_params {args.n_params:.4g}, tokens {args.tokens:.4g}")
+    first = frames[0]
+    batch = float(first["tokens"].iloc[0] / first["step"].iloc[0])
+    lr_from = "given" if args.lr else "recommended"
+    if args.batch_tokens:
+        batch_from = "given"
+    else:  # without a batch law the trajectory law's fitted runs' batch stands in
+        batch_from = "recommended" if pred.batch_tokens else "the fitted runs' mean"
+    print(
+        f"law: {laws.id}; n_params {args.n_params:.4g}, tokens {args.tokens:.4g}; "
+        f"peak lr {float(first['lr'].max()):.4g} ({lr_from}), batch {batch:.4g} tokens "
+        f"({batch_from})"
+    )
+    far = {k: v for k, v in pred.extrapolation.items() if v > 1.0}
+    if far:
+        print(
+            "extrapolation beyond the fitted range: "
+            + ", ".join(f"{k.removesuffix('_factor')} {v:.3g}x" for k, v in far.items())
+        )
     for name, curve in zip(names, frames, strict=True):
         last = curve.iloc[-1]
         print(
@@ -242,11 +262,14 @@ def _cmd_trajectory(args) -> int:
     if args.plot:
         _plot_curves(frames, names, args, laws.id)
         print(f"wrote {args.plot}")
+    for msg in dict.fromkeys(str(w.message) for w in caught):
+        print(f"warning: {msg}", file=sys.stderr)
     return 0
 
 
 def _plot_curves(frames, names, args, law_id: str) -> None:
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -263,9 +286,11 @@ def _plot_curves(frames, names, args, law_id: str) -> None:
         ax_lr.plot(curve["tokens"], curve["lr"], color=color)
     # The first tenth of the run (warmup, the initial drop) would flatten the rest.
     late = [c[c["step"] >= 0.1 * c["step"].max()] for c in frames]
-    top = max(float(c["loss_high"].max()) for c in late)
-    bottom = min(float(c["loss_low"].min()) for c in late)
-    ax.set_ylim(bottom - 0.05 * (top - bottom), top + 0.05 * (top - bottom))
+    band = np.concatenate([c[["loss_low", "loss_high"]].to_numpy().ravel() for c in late])
+    band = band[np.isfinite(band)]
+    if band.size and band.max() > band.min():
+        pad = 0.05 * (band.max() - band.min())
+        ax.set_ylim(band.min() - pad, band.max() + pad)
     ax.set_ylabel("predicted loss (nats/token)")
     ax.set_title(f"{law_id}: N = {args.n_params:.3g}, D = {args.tokens:.3g} (95% band)")
     ax.legend()

@@ -116,6 +116,9 @@ def test_trajectory_compares_schedules_in_text_csv_and_figure(tmp_path, capsys):
     assert main(argv + ["--plot", str(png), "--rows", "4"]) == 0
     out = capsys.readouterr().out
     assert "cosine: final loss" in out and "wsd: final loss" in out
+    assert "(recommended)" in out
+    # 5e5 parameters is about twice the quick sweep's largest proxy: said, not hidden.
+    assert "extrapolation beyond the fitted range: n_params 2.0" in out
     table = pd.read_csv(csv)
     assert set(table["schedule"]) == {"cosine", "wsd"}
     assert {"step", "tokens", "lr", "loss", "loss_low", "loss_high"} <= set(table.columns)
@@ -140,6 +143,7 @@ def test_trajectory_at_a_given_lr_uses_it(capsys):
         == 0
     )
     out = capsys.readouterr().out
+    assert "peak lr 0.005 (given), batch 4096 tokens (given)" in out
     assert "cosine: final loss" in out
 
 
