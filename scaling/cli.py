@@ -214,6 +214,8 @@ def _cmd_trajectory(args) -> int:
     frames = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        # One recommendation for every schedule (and its extrapolation factors for the header).
+        pred = laws.predict(args.n_params, args.tokens, batch_tokens=args.batch_tokens)
         for name in names:
             curve = laws.trajectory(
                 args.n_params,
@@ -221,12 +223,11 @@ def _cmd_trajectory(args) -> int:
                 schedule=name,
                 warmup=args.warmup,
                 points=args.points,
-                lr=args.lr,
-                batch_tokens=args.batch_tokens,
+                lr=args.lr or pred.lr,
+                batch_tokens=args.batch_tokens or pred.batch_tokens,
             )
             curve.insert(0, "schedule", name)
             frames.append(curve)
-        pred = laws.predict(args.n_params, args.tokens, batch_tokens=args.batch_tokens)
     table = pd.concat(frames, ignore_index=True)
     first = frames[0]
     batch = float(first["tokens"].iloc[0] / first["step"].iloc[0])

@@ -604,12 +604,13 @@ class CrossSizeTrajectoryLaw:
         B  = b * (N/N_ref)^p_B * exp(s_B * u + t_B * u * v),   alpha, C, beta, gamma shared,
 
     with u = log(peak LR / LR_ref) and v = log(Bt / Bt_ref). The peak-LR terms are there
-    because the multi-power law's own LR dependence (through the LR area S1 and the LR drops) holds at one peak LR but not
-    across a sweep's LR grid: above the optimal LR a run's loss is higher at every step, which
-    no power law in S1 gives (more LR area always means a lower loss). Without them a fit on
-    runs at LRs 27x apart is a compromise that fits none of them. The u*v terms let the LR
-    dependence move with the batch size: the optimal LR grows with the batch (about as B^0.5
-    in the reference sweep), so a high LR that hurts at a small batch helps at a large one.
+    because the multi-power law's own LR dependence (through the LR area S1 and the LR drops)
+    holds at one peak LR but not across a sweep's LR grid: above the optimal LR a run's loss
+    is higher at every step, which no power law in S1 gives (more LR area always means a lower
+    loss). Without them a fit on runs at LRs 27x apart is a compromise that fits none of them.
+    The u*v terms let the LR dependence move with the batch size: the optimal LR grows with
+    the batch (about as B^0.5 in the reference sweep), so a high LR that hurts at a small
+    batch helps at a large one.
 
     The batch exponent r_A is fitted only when the runs use more than one batch size, the
     peak-LR terms only when they use more than one peak LR (the u*v terms only when both vary);

@@ -184,10 +184,8 @@ def _meets_targets(r: dict) -> str:
     checks = [r["mup_overhead_pct"] < MAX_MUP_OVERHEAD_PCT]
     reference_shape = (r["width"], r["depth"], r["seq_len"], r["threads"]) == (128, 2, 128, 2)
     # Rows written before the "cores" field carry the count only in the machine string.
-    cores = r.get("cores")
-    if cores is None:
-        cores = 2 if r.get("machine", "").endswith(", 2 cores") else None
-    two_core_machine = cores == 2
+    old_row_on_2 = r.get("machine", "").endswith(", 2 cores")
+    two_core_machine = r.get("cores", 2 if old_row_on_2 else None) == 2
     if r["device"] == "cpu" and r["dtype"] == "fp32" and reference_shape and two_core_machine:
         checks.append(r["tokens_per_s"]["plain"] >= 0.9 * CPU_REFERENCE_TOKENS_PER_S)
     return "yes" if all(checks) else "no"
