@@ -34,6 +34,21 @@ def _errors(pred: np.ndarray, loss: np.ndarray) -> tuple[float, float]:
     return float(rel.mean()), float(rel.max())
 
 
+def _scatter_floor(loss: np.ndarray) -> float:
+    """The mean |error| that even the curve's true expectation would score against these points:
+    their scatter about a smooth curve, model-free. The scatter's sigma comes from fourth
+    differences of log loss (blind to a curve's bend up to a cubic; var = 70 sigma^2 for
+    independent noise), by the median absolute deviation, so that the few jumps at a step
+    schedule's LR drops do not count; times sqrt(2/pi), the mean |x| of a normal of unit sigma.
+    NaN below 7 points. Points whose scatter is correlated (an iterate's slow drift) read low."""
+    y = np.log(np.asarray(loss, dtype=float))
+    if y.size < 7:
+        return float("nan")
+    d4 = y[:-4] - 4.0 * y[1:-3] + 6.0 * y[2:-2] - 4.0 * y[3:-1] + y[4:]
+    sigma = 1.4826 * float(np.median(np.abs(d4 - np.median(d4)))) / np.sqrt(70.0)
+    return sigma * float(np.sqrt(2.0 / np.pi))
+
+
 def _observed(curves, run_id: str, lrs: np.ndarray, skip_frac: float):
     """Logged finite losses on the steps a fit would use (after warmup and the first skip_frac
     of the run): the points the law is judged on."""
@@ -64,6 +79,7 @@ def _score_schedules(law, test, group, curves, lrs_of, skip_frac, n_params, fitt
                 "mean_rel_err": mean,
                 "max_rel_err": worst,
                 "target": SCHEDULE_TARGET,
+                "scatter_floor": _scatter_floor(loss),
             }
         )
         full = law.predict(lrs_of[rid], np.arange(1, lrs_of[rid].size + 1))
@@ -178,6 +194,7 @@ def backtest(
                     "max_rel_err": worst,
                     "target": SIZE_TARGET,
                     "fitted_mean_rel_err": _errors(ref_pred, loss)[0],
+                    "scatter_floor": _scatter_floor(loss),
                 }
             )
             full = law.predict(largest, lrs_of[rid], row["batch_tokens"])
@@ -228,6 +245,10 @@ def _figure(plots, path: Path) -> None:
     plt.close(fig)
 
 
+def _pct(x: float) -> str:
+    return "n/a" if not np.isfinite(x) else f"{x:.3%}"
+
+
 def _markdown(table, excluded, command: str, seconds: float, skip_frac: float) -> str:
     lines = [
         "# Trajectory-law backtest",
@@ -256,15 +277,16 @@ def _markdown(table, excluded, command: str, seconds: float, skip_frac: float) -
         )
         return "\n".join(lines) + "\n"
     lines += [
-        "| experiment | run | n_params | schedule | peak LR | fitted on | points | mean rel. err | worst rel. err | target met | mean rel. err, curve fitted too |",
-        "| --- | --- | ---: | --- | ---: | --- | ---: | ---: | ---: | --- | ---: |",
+        "| experiment | run | n_params | schedule | peak LR | fitted on | points | mean rel. err | worst rel. err | target met | mean rel. err, curve fitted too | scatter floor |",
+        "| --- | --- | ---: | --- | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
     for r in table.itertuples():
         lines.append(
             f"| {r.experiment} | {r.run_id} | {r.n_params:,} | {r.schedule} | {r.lr:.3g} | "
             f"{r.fitted_on} | "
             f"{r.n_points} | {r.mean_rel_err:.3%} | {r.max_rel_err:.3%} | "
-            f"{'yes' if r.meets_target else 'no'} | {r.fitted_mean_rel_err:.3%} |"
+            f"{'yes' if r.meets_target else 'no'} | {r.fitted_mean_rel_err:.3%} | "
+            f"{_pct(r.scatter_floor)} |"
         )
     lines.append("")
     for kind, grp in table.groupby("experiment"):
@@ -272,13 +294,18 @@ def _markdown(table, excluded, command: str, seconds: float, skip_frac: float) -
             f"- {kind}: mean of the per-curve mean errors {grp['mean_rel_err'].mean():.3%}, "
             f"worst point {grp['max_rel_err'].max():.3%}, "
             f"{int(grp['meets_target'].sum())}/{len(grp)} curves within target; "
-            f"with the curves fitted too: {grp['fitted_mean_rel_err'].mean():.3%}."
+            f"with the curves fitted too: {grp['fitted_mean_rel_err'].mean():.3%}; "
+            f"scatter floor {_pct(grp['scatter_floor'].mean())}."
         )
     lines += [
         "",
         "The last column is the error of the same law when the scored curve is also fitted:",
         "the floor that evaluation noise and run-to-run scatter (e.g. across the LR grid, where",
         "the final loss is not smooth in the LR) put under any prediction of these curves.",
+        "*Scatter floor*: the same floor without any law, from the measured points alone: the",
+        "mean |error| that the curve's own expectation would score against them, from their",
+        "point-to-point scatter (fourth differences of log loss, median absolute deviation).",
+        "A target below it cannot be met on these curves by any prediction.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -306,16 +333,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    for path in (args.runs, args.curves):
+        if not Path(path).is_file():
+            parser.exit(2, f"error: file not found: {path}\n")
+    if args.bootstrap < 0:
+        parser.exit(2, f"error: --bootstrap must be >= 0, got {args.bootstrap}\n")
     started = time.perf_counter()
     runs, curves = pd.read_csv(args.runs), pd.read_csv(args.curves)
-    table, plots, excluded = backtest(
-        runs,
-        curves,
-        fit_schedules=tuple(s.strip() for s in args.fit_schedules.split(",") if s.strip()),
-        n_bootstrap=args.bootstrap,
-        skip_frac=args.skip_frac,
-        seed=args.seed,
-    )
+    for name, table_, needed in (
+        ("--runs", runs, ("run_id", "n_params", "lr", "batch_tokens")),
+        ("--curves", curves, ("run_id", "step", "loss")),
+    ):
+        missing = [c for c in needed if c not in table_.columns]
+        if missing:
+            parser.exit(2, f"error: {name}: missing column(s) {', '.join(missing)}\n")
+    try:
+        table, plots, excluded = backtest(
+            runs,
+            curves,
+            fit_schedules=tuple(s.strip() for s in args.fit_schedules.split(",") if s.strip()),
+            n_bootstrap=args.bootstrap,
+            skip_frac=args.skip_frac,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        parser.exit(2, f"error: {exc}\n")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out.with_suffix(".csv"), index=False)

@@ -1,0 +1,172 @@
+"""The trajectory-law backtest (python -m scaling.trajectory_backtest) on synthetic curves drawn
+from a known multi-power law: held-out schedules and a held-out size are predicted to within
+the issue's targets, the scatter floor reads the noise that was put in, and bad input is one
+error line."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scaling.schedules import ScheduleSpec
+from scaling.trajectory import PARAM_NAMES, _predict_phi
+from scaling.trajectory_backtest import _scatter_floor, backtest, main
+
+PEAK_LR, STEPS, EVERY, NOISE = 1e-2, 500, 20, 0.001
+SIZES = (2.5e5, 1e6, 4e6)
+SCHEDULES = ("constant", "cosine", "wsd", "step")
+
+
+def _params_at(n_params: float) -> dict:
+    z = n_params / 1e6
+    return {
+        "L0": 2.0 * z**-0.05,
+        "A": 1.0 * z**-0.1,
+        "alpha": 0.5,
+        "B": 30.0 * z**0.1,
+        "C": 2.0,
+        "beta": 0.5,
+        "gamma": 0.5,
+    }
+
+
+def _sweep(rng) -> tuple[pd.DataFrame, pd.DataFrame]:
+    runs, curves = [], []
+    for n in SIZES:
+        phi = np.log([_params_at(n)[k] for k in PARAM_NAMES])
+        for name in SCHEDULES:
+            spec = ScheduleSpec(name, warmup_steps=20)
+            lrs = spec.lrs(PEAK_LR, STEPS)
+            rid = f"n{int(n)}-{name}"
+            steps = np.arange(EVERY, STEPS + 1, EVERY)
+            loss = _predict_phi(phi, lrs, steps, 10**6) * np.exp(rng.normal(0, NOISE, steps.size))
+            runs.append(
+                {
+                    "run_id": rid,
+                    "n_params": n,
+                    "tokens": STEPS * 4096,
+                    "lr": PEAK_LR,
+                    "batch_tokens": 4096,
+                    "loss": float(loss[-1]),
+                    "steps": STEPS,
+                    "schedule": name,
+                    "schedule_json": spec.to_json(),
+                    "diverged": False,
+                    "pruned": False,
+                    "state": "complete",
+                }
+            )
+            curves.append(pd.DataFrame({"run_id": rid, "step": steps, "loss": loss}))
+    return pd.DataFrame(runs), pd.concat(curves, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    runs, curves = _sweep(np.random.default_rng(3))
+    d = tmp_path_factory.mktemp("tb")
+    runs.to_csv(d / "runs.csv", index=False)
+    curves.to_csv(d / "curves.csv", index=False)
+    return d, runs, curves
+
+
+@pytest.fixture(scope="module")
+def result(tables):
+    _, runs, curves = tables
+    return backtest(runs, curves, n_bootstrap=2, seed=0)
+
+
+def test_held_out_schedules_and_size_meet_the_targets_on_a_known_law(result):
+    table, plots, excluded = result
+    sched = table[table["experiment"] == "held-out schedule"]
+    size = table[table["experiment"] == "held-out size"]
+    # WSD and step at each size, from that size's constant and cosine runs.
+    assert sorted(sched["schedule"]) == sorted(["wsd", "step"] * len(SIZES))
+    assert set(sched["fitted_on"].str.split(" ").str[0]) == {"constant+cosine"}
+    # Every run of the largest size, from the smaller sizes' runs.
+    assert sorted(size["schedule"]) == sorted(SCHEDULES)
+    assert set(size["n_params"]) == {int(SIZES[-1])}
+    assert sched["mean_rel_err"].max() <= 0.003
+    assert size["mean_rel_err"].max() <= 0.01
+    assert table["meets_target"].all()
+    # The law fitted on the scored curve too cannot do worse than the noise allows.
+    assert (table["fitted_mean_rel_err"] < 2 * NOISE).all()
+    assert len(plots) == len(table)
+    assert excluded["diverged"] == 0
+
+
+def test_scatter_floor_reads_the_noise_put_in(result):
+    table, _, _ = result
+    expected = NOISE * math.sqrt(2 / math.pi)
+    floors = table["scatter_floor"].to_numpy(float)
+    assert np.isfinite(floors).all()
+    # ~19 scored points per curve: each estimate is rough, their mean is not.
+    assert 0.7 * expected < floors.mean() < 1.3 * expected
+
+
+def test_scatter_floor_ignores_a_curves_bend_and_a_steps_jumps():
+    rng = np.random.default_rng(0)
+    t = np.arange(1, 401, dtype=float) * 10
+    smooth = 2.0 + 30.0 * t**-0.5
+    assert _scatter_floor(smooth) < 1e-5  # a power law's bend is not scatter
+    jumps = smooth * np.where(t > 2000, 0.95, 1.0) * np.where(t > 3200, 0.97, 1.0)
+    assert _scatter_floor(jumps) < 1e-5  # nor are two LR drops
+    sigma = 0.004
+    noisy = jumps * np.exp(rng.normal(0, sigma, t.size))
+    assert _scatter_floor(noisy) == pytest.approx(sigma * math.sqrt(2 / math.pi), rel=0.15)
+    assert math.isnan(_scatter_floor(smooth[:6]))
+
+
+def test_cli_writes_report_table_and_figure(tables, capsys):
+    d, _, _ = tables
+    out = d / "out" / "trajectory_backtest.md"
+    code = main(
+        [
+            "--runs", str(d / "runs.csv"),
+            "--curves", str(d / "curves.csv"),
+            "--out", str(out),
+            "--bootstrap", "0",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    text = out.read_text()
+    assert "| held-out schedule | n4000000-wsd |" in text
+    assert "scatter floor" in text
+    assert "held-out size: mean of the per-curve mean errors" in text
+    table = pd.read_csv(out.with_suffix(".csv"))
+    assert {"mean_rel_err", "scatter_floor", "fitted_mean_rel_err"} <= set(table.columns)
+    assert len(table) == 2 * len(SIZES) + len(SCHEDULES)
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert capsys.readouterr().out.startswith("# Trajectory-law backtest")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"runs": "missing.csv"}, "error: file not found: "),
+        ({"bootstrap": "-1"}, "error: --bootstrap must be >= 0, got -1"),
+        ({"skip_frac": "1.5"}, "error: skip_frac must be in [0, 1), got 1.5"),
+        ({"drop": "loss"}, "error: --curves: missing column(s) loss"),
+    ],
+)
+def test_cli_bad_input_is_one_error_line(tables, tmp_path, capsys, change, message):
+    d, _, curves = tables
+    curves_path = d / "curves.csv"
+    if "drop" in change:
+        curves_path = tmp_path / "curves.csv"
+        curves.drop(columns=[change["drop"]]).to_csv(curves_path, index=False)
+    argv = [
+        "--runs", str(tmp_path / change["runs"]) if "runs" in change else str(d / "runs.csv"),
+        "--curves", str(curves_path),
+        "--out", str(tmp_path / "tb.md"),
+        "--bootstrap", change.get("bootstrap", "0"),
+        "--skip-frac", change.get("skip_frac", "0.25"),
+    ]  # fmt: skip
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1
+    assert not (tmp_path / "tb.md").exists()
