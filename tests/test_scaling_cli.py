@@ -135,16 +135,18 @@ def test_trajectory_compares_schedules_in_text_csv_and_figure(tmp_path, capsys):
     assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_trajectory_at_a_given_lr_uses_it(capsys):
-    assert (
-        main(
-            _TRAJ + ["--lr", "0.005", "--batch-tokens", "4096", "--rows", "0", "--csv", "/dev/null"]
-        )
-        == 0
-    )
+def test_trajectory_at_a_given_lr_uses_it(tmp_path, capsys):
+    csv = tmp_path / "curve.csv"
+    argv = _TRAJ + ["--lr", "0.005", "--batch-tokens", "4096", "--rows", "0", "--csv", str(csv)]
+    assert main(argv) == 0
     out = capsys.readouterr().out
     assert "peak lr 0.005 (given), batch 4096 tokens (given)" in out
     assert "cosine: final loss" in out
+    table = pd.read_csv(csv)
+    assert np.allclose(table["lr"].max(), 0.005, rtol=1e-6)  # the given peak LR, not the law's
+    # batch 4096 tokens: the last step is the budget over the batch
+    assert table["step"].iloc[-1] * 4096 == pytest.approx(table["tokens"].iloc[-1], rel=1e-6)
+    assert table["step"].iloc[-1] == round(4e6 / 4096)
 
 
 @pytest.mark.parametrize(
