@@ -24,8 +24,11 @@ def single_threaded_blas():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def check_positive(name: str, value: object, *, upper: float | None = None) -> float:
-    """A positive finite number, or ValueError naming the argument and the value."""
+def check_positive(
+    name: str, value: object, *, upper: float | None = None, lower: float | None = None
+) -> float:
+    """A positive finite number (at least `lower`, at most `upper` where given), or ValueError
+    naming the argument and the value."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
     x = float(value)
@@ -33,6 +36,8 @@ def check_positive(name: str, value: object, *, upper: float | None = None) -> f
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
     if upper is not None and x > upper:
         raise ValueError(f"{name} must be at most {upper:g}, got {value!r}")
+    if lower is not None and x < lower:
+        raise ValueError(f"{name} must be at least {lower:g}, got {value!r}")
     return x
 
 

@@ -215,7 +215,10 @@ def _cmd_trajectory(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         # One recommendation for every schedule (and its extrapolation factors for the header).
-        pred = laws.predict(args.n_params, args.tokens, batch_tokens=args.batch_tokens)
+        inputs = laws.trajectory_inputs(
+            args.n_params, args.tokens, lr=args.lr, batch_tokens=args.batch_tokens
+        )
+        pred = inputs["prediction"] or laws.predict(args.n_params, args.tokens)
         for name in names:
             curve = laws.trajectory(
                 args.n_params,
@@ -223,23 +226,16 @@ def _cmd_trajectory(args) -> int:
                 schedule=name,
                 warmup=args.warmup,
                 points=args.points,
-                lr=args.lr or pred.lr,
-                batch_tokens=args.batch_tokens or pred.batch_tokens,
+                lr=args.lr,
+                batch_tokens=args.batch_tokens,
             )
             curve.insert(0, "schedule", name)
             frames.append(curve)
     table = pd.concat(frames, ignore_index=True)
-    first = frames[0]
-    batch = float(first["tokens"].iloc[0] / first["step"].iloc[0])
-    lr_from = "given" if args.lr else "recommended"
-    if args.batch_tokens:
-        batch_from = "given"
-    else:  # without a batch law the trajectory law's fitted runs' batch stands in
-        batch_from = "recommended" if pred.batch_tokens else "the fitted runs' mean"
     print(
         f"law: {laws.id}; n_params {args.n_params:.4g}, tokens {args.tokens:.4g}; "
-        f"peak lr {float(first['lr'].max()):.4g} ({lr_from}), batch {batch:.4g} tokens "
-        f"({batch_from})"
+        f"peak lr {inputs['lr']:.4g} ({inputs['lr_source']}), batch {inputs['batch_tokens']:.4g} "
+        f"tokens ({inputs['batch_tokens_source']})"
     )
     far = {k: v for k, v in pred.extrapolation.items() if v > 1.0}
     if far:
@@ -263,7 +259,9 @@ def _cmd_trajectory(args) -> int:
     if args.plot:
         _plot_curves(frames, names, args, laws.id)
         print(f"wrote {args.plot}")
-    for msg in dict.fromkeys(str(w.message) for w in caught):
+    messages = [str(w.message) for w in caught]
+    messages += [m for f in frames for m in f.attrs.get("warnings", [])]
+    for msg in dict.fromkeys(messages):
         print(f"warning: {msg}", file=sys.stderr)
     return 0
 

@@ -316,10 +316,17 @@ class ScalingLaws:
         Laws fitted with several batch sizes per cell carry the optimal LR at a given batch
         (`lr_at_batch`): the LR returned is then the optimum at the recommended batch, or at
         `batch_tokens` when you give the batch you will train with (that batch is returned)."""
-        n_params = check_positive("n_params", n_params)
-        tokens = check_positive("tokens", tokens)
+        # At least one parameter and one token: below that the laws' powers under- or
+        # overflow to nonsense (an LR of 1e43), which is no prediction.
+        n_params = check_positive("n_params", n_params, lower=1.0)
+        tokens = check_positive("tokens", tokens, lower=1.0)
         if batch_tokens is not None:
-            batch_tokens = check_positive("batch_tokens", batch_tokens)
+            batch_tokens = check_positive("batch_tokens", batch_tokens, lower=1.0)
+            if batch_tokens > tokens:
+                raise ValueError(
+                    f"batch_tokens must be at most tokens ({tokens:g}): a batch of "
+                    f"{batch_tokens:g} tokens is more than the whole run"
+                )
         if seq_len is not None:
             seq_len = int(check_positive("seq_len", seq_len))
         if width is not None:
@@ -358,6 +365,18 @@ class ScalingLaws:
                     f"{self.id} has no LR law at a given batch: lr is the optimum at the law's "
                     "own batch size, not at the one given"
                 )
+            swept = (
+                self._doc["laws"].get("lr_at_batch", {}).get("data_range", {}).get("batch_tokens")
+            )
+            if self.lr_at_batch_law is not None and swept:
+                lo, hi = swept
+                factor = max(1.0, batch_tokens / hi, lo / batch_tokens)
+                if factor > 1.0 + 1e-6:
+                    warns.append(
+                        f"batch_tokens is {factor:.3g}x outside the batch range the LR-at-batch "
+                        f"law was fitted on [{lo:.4g}, {hi:.4g}]: the LR at that batch is an "
+                        "extrapolation"
+                    )
         lr = None
         if self.lr_at_batch_law is not None and batch is not None:
             # The LR on the valley of the (LR, batch) landscape at this batch.
@@ -424,7 +443,7 @@ class ScalingLaws:
     def compute_optimal(self, flops: float) -> dict:
         """The compute-optimal n_params and tokens for a FLOP budget (C = 6 N D), with the lr,
         batch and loss the laws give there."""
-        flops = check_positive("flops", flops)
+        flops = check_positive("flops", flops, lower=6.0)  # one parameter, one token
         warns: list[str] = []
         intervals: dict[str, Any] = {}
         if isinstance(self.loss_law, LossLaw) and self.loss_law.supports_compute_optimal:
@@ -454,6 +473,11 @@ class ScalingLaws:
             raise UnsupportedQuery(
                 f"{self.id} cannot answer compute_optimal: {reason} (it supports: {have})"
             )
+        if not (n_opt >= 1.0 and d_opt >= 1.0):
+            raise ValueError(
+                f"flops must be large enough for one parameter and one token: at {flops:g} the "
+                f"compute-optimal allocation is n_params {n_opt:.3g}, tokens {d_opt:.3g}"
+            )
         pred = self.predict(n_opt, d_opt)
         intervals.setdefault("loss", pred.intervals["loss"])
         intervals["lr"] = pred.intervals["lr"]
@@ -472,6 +496,53 @@ class ScalingLaws:
             }
         )
 
+    def trajectory_inputs(
+        self,
+        n_params: float,
+        tokens: float,
+        *,
+        lr: float | None = None,
+        batch_tokens: float | None = None,
+        seq_len: int | None = None,
+    ) -> dict[str, Any]:
+        """The peak LR, batch and step count a `trajectory` query runs at, and where each came
+        from, without drawing the curve: {lr, lr_source, batch_tokens, batch_tokens_source,
+        steps, prediction}. Sources: "given", "recommended" (the laws' optimum; for the LR, the
+        optimum at the batch), or "the fitted runs' mean" (the trajectory law's own fitted
+        runs' geometric mean, where the laws define no batch or no LR)."""
+        n_params = check_positive("n_params", n_params, lower=1.0)
+        tokens = check_positive("tokens", tokens, lower=1.0)
+        if self._trajectory is None:
+            raise UnsupportedQuery(
+                f"{self.id} has no trajectory law (fit with a curves table to get one)"
+            )
+        if lr is not None:
+            lr = check_positive("lr", lr)
+        pred = None
+        if lr is None or batch_tokens is None:
+            # A given batch gets the LR that is optimal at that batch (where the laws know it).
+            pred = self.predict(n_params, tokens, seq_len=seq_len, batch_tokens=batch_tokens)
+        elif batch_tokens is not None:
+            batch_tokens = check_positive("batch_tokens", batch_tokens, lower=1.0)
+        out: dict[str, Any] = {"prediction": pred}
+        for key, given in (("lr", lr), ("batch_tokens", batch_tokens)):
+            recommended = getattr(pred, key) if pred is not None else None
+            if given is not None:
+                out[key], out[f"{key}_source"] = float(given), "given"
+            elif recommended is not None:
+                out[key], out[f"{key}_source"] = float(recommended), "recommended"
+            else:
+                out[key] = float(self._trajectory._default(key))
+                out[f"{key}_source"] = "the fitted runs' mean"
+        key = "batch_tokens"
+        if out[key] > tokens:
+            raise ValueError(
+                f"batch_tokens must be at most tokens ({tokens:g}): a batch of {out[key]:g} "
+                "tokens is more than the whole run"
+            )
+        out["steps"] = max(1, round(tokens / out[key]))
+        return out
+
     def trajectory(
         self,
         n_params: float,
@@ -483,34 +554,51 @@ class ScalingLaws:
         lr: float | None = None,
         batch_tokens: float | None = None,
         seq_len: int | None = None,
+        max_steps: int | None = None,
     ) -> pd.DataFrame:
         """The predicted loss curve (columns step, tokens, lr, loss, loss_low, loss_high) under
-        a schedule, at the given lr / batch or the ones the laws recommend."""
-        n_params = check_positive("n_params", n_params)
-        tokens = check_positive("tokens", tokens)
-        if not isinstance(points, (int, np.integer)) or points < 2:
+        a schedule, at the given lr / batch or the ones the laws recommend. `frame.attrs` holds
+        the peak LR and batch used and where they came from (see `trajectory_inputs`).
+        max_steps refuses (ValueError on tokens) a run of more optimizer steps than that."""
+        if not isinstance(points, (int, np.integer)) or isinstance(points, bool) or points < 2:
             raise ValueError(f"points must be an integer >= 2, got {points!r}")
-        if self._trajectory is None:
-            raise UnsupportedQuery(
-                f"{self.id} has no trajectory law (fit with a curves table to get one)"
-            )
         if not isinstance(schedule, (str, ScheduleSpec)):
             raise ValueError(f"schedule must be a name or a ScheduleSpec, got {schedule!r}")
-        pred = None
-        if lr is None or batch_tokens is None:
-            # A given batch gets the LR that is optimal at that batch (where the laws know it).
-            pred = self.predict(n_params, tokens, seq_len=seq_len, batch_tokens=batch_tokens)
-        # The cross-size law draws the curve and its interval; it gets the recommended lr and
-        # batch unless the caller chose them (and its fitted runs' own when no law gives them).
-        return self._trajectory.trajectory(
+        inputs = self.trajectory_inputs(
+            n_params, tokens, lr=lr, batch_tokens=batch_tokens, seq_len=seq_len
+        )
+        if max_steps is not None and inputs["steps"] > max_steps:
+            raise ValueError(
+                f"tokens {tokens:g} at batch_tokens {inputs['batch_tokens']:g} is "
+                f"{inputs['steps']:.3g} optimizer steps; a trajectory is drawn for at most "
+                f"{max_steps:.3g}"
+            )
+        # The cross-size law draws the curve and its interval.
+        frame = self._trajectory.trajectory(
             n_params,
             tokens,
-            lr=lr if lr is not None else pred.lr,
-            batch_tokens=batch_tokens if batch_tokens is not None else pred.batch_tokens,
+            lr=inputs["lr"],
+            batch_tokens=inputs["batch_tokens"],
             schedule=schedule,
             warmup=warmup,
             points=points,
         )
+        frame.attrs.update({k: v for k, v in inputs.items() if k != "prediction"})
+        warns = []
+        pred = inputs["prediction"]
+        interval = pred.intervals.get("loss") if pred is not None else None
+        recommended = inputs["lr_source"] == inputs["batch_tokens_source"] == "recommended"
+        if recommended and pred.loss is not None and interval and frame.size:
+            end, (lo, hi) = float(frame["loss"].iloc[-1]), interval
+            if not lo <= end <= hi:
+                warns.append(
+                    f"the curve ends at loss {end:.4g}, outside the loss law's {pred.loss:.4g} "
+                    f"[{lo:.4g}, {hi:.4g}] for this N and D at the optimal LR and batch: the two "
+                    "laws are fitted separately, and for the final loss of the sweep's own "
+                    "schedule the loss law is the one its backtests support"
+                )
+        frame.attrs["warnings"] = warns
+        return frame
 
 
 def _numeric_allocation(loss_law, flops: float) -> tuple[float, float]:

@@ -895,6 +895,11 @@ class CrossSizeTrajectoryLaw:
         lr = self._default("lr") if lr is None else _positive(lr, "lr")
         bt = self._default("batch_tokens") if batch_tokens is None else batch_tokens
         bt = _positive(bt, "batch_tokens")
+        if bt > d:
+            raise ValueError(
+                f"batch_tokens must be at most tokens ({d:g}): a batch of {bt:g} tokens is more "
+                "than the whole run"
+            )
         if isinstance(points, bool) or not isinstance(points, (int, np.integer)) or points < 2:
             raise ValueError(f"points must be an integer >= 2, got {points!r}")
         spec = schedule if isinstance(schedule, ScheduleSpec) else ScheduleSpec(name=str(schedule))
@@ -911,6 +916,11 @@ class CrossSizeTrajectoryLaw:
                 spec_d.update(warmup_steps=int(round(w)))
             spec = ScheduleSpec.from_dict(spec_d)
         n_steps = max(1, round(d / bt))
+        if warmup is not None and float(warmup) >= 1 and int(round(float(warmup))) >= n_steps:
+            raise ValueError(
+                f"warmup must be shorter than the run: {warmup!r} steps, the run is {n_steps} "
+                f"steps ({d:g} tokens at {bt:g} per step)"
+            )
         lrs = spec.lrs(lr, n_steps)
         steps = np.unique(np.linspace(1, n_steps, min(points, n_steps)).round().astype(np.int64))
         loss, lo, hi = self.predict(n, lrs, bt, steps, return_interval=True, level=level)

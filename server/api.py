@@ -35,6 +35,17 @@ def query_args() -> dict[str, str]:
     return {name: values[0] for name, values in args.items()}
 
 
+def no_query_args() -> None:
+    """Routes that take no query parameters refuse them: an ignored `?law=` would answer a
+    different question than the one asked, without saying so."""
+    for name in request.args:
+        raise APIError(
+            f"unknown query parameter {name!r}: this route takes none",
+            code="unknown_field",
+            field=name,
+        )
+
+
 def _refuse_constant(token: str) -> float:
     raise APIError(f"{token} is not a number JSON allows", code="not_finite", field="body")
 
@@ -53,10 +64,10 @@ def json_body() -> Any:
         ) from None
 
 
-def _predict_one(query: dict[str, Any]) -> dict[str, Any]:
+def _predict_one(query: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     laws = registry()
     law_id = query.get("law", laws.default)
-    laws.get(law_id)  # 404 before any work
+    laws.get(law_id, field=f"{prefix}law")  # 404 before any work
     return laws.predict(
         law_id,
         query["n_params"],
@@ -67,15 +78,24 @@ def _predict_one(query: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def answer_scaling_errors(call, *args: Any) -> Any:
-    """Errors the scaling package raises for a validated query, as 4xx answers."""
+# Query fields the scaling package's messages may open with ("tokens must be at least 1, ...").
+_FIELDS = ("n_params", "tokens", "batch_tokens", "flops", "lr", "warmup", "seq_len", "width")
+
+
+def answer_scaling_errors(call, *args: Any, prefix: str = "") -> Any:
+    """Errors the scaling package raises for a validated query, as 4xx answers. Its messages
+    open with the argument they are about; that names the field."""
     try:
         return call(*args)
     except scaling.UnsupportedQuery as error:
-        raise APIError(str(error), code="unsupported_query", status=422) from None
-    except ValueError as error:  # scaling names the argument and value
+        raise APIError(
+            str(error), code="unsupported_query", status=422, field=f"{prefix}law"
+        ) from None
+    except ValueError as error:
         current_app.logger.warning("scaling refused a validated query: %s", error)
-        raise APIError(str(error), code="invalid_value") from None
+        first = str(error).split(" ", 1)[0]
+        field = f"{prefix}{first}" if first in _FIELDS else None
+        raise APIError(str(error), code="invalid_value", field=field) from None
 
 
 @bp.get("/v1/predict")
@@ -86,6 +106,7 @@ def predict_get():
 
 @bp.post("/v1/predict")
 def predict_post():
+    no_query_args()
     body = json_body()
     if isinstance(body, dict):
         return jsonify(answer_scaling_errors(_predict_one, schemas.load(_PREDICT, body)))
@@ -105,7 +126,12 @@ def predict_post():
         if not isinstance(item, dict):
             raise APIError(f"item {i} is not a JSON object", code="malformed_json", field=f"[{i}]")
         queries.append(schemas.load(_PREDICT, item, prefix=f"[{i}]."))
-    return jsonify([answer_scaling_errors(_predict_one, query) for query in queries])
+    return jsonify(
+        [
+            answer_scaling_errors(_predict_one, query, f"[{i}].", prefix=f"[{i}].")
+            for i, query in enumerate(queries)
+        ]
+    )
 
 
 @bp.get("/v1/trajectory")
@@ -128,12 +154,14 @@ def compute_optimal():
 
 @bp.get("/v1/laws")
 def list_laws():
+    no_query_args()
     laws = registry()
     return jsonify({"default": laws.default, "laws": laws.infos()})
 
 
 @bp.get("/v1/laws/<law_id>")
 def law_detail(law_id: str):
+    no_query_args()
     laws = registry()
     laws.get(law_id, field="id")
     return jsonify(laws.detail(law_id))
@@ -153,10 +181,12 @@ def law_curves(law_id: str):
 
 @bp.get("/healthz")
 def healthz():
+    no_query_args()
     laws = registry()
     return jsonify({"status": "ok", "laws": len(laws.laws), "default_law": laws.default})
 
 
 @bp.get("/openapi.json")
 def openapi():
+    no_query_args()
     return jsonify(current_app.extensions["scaling_openapi"])

@@ -202,24 +202,42 @@ class LawRegistry:
             seq_len=query.get("seq_len"),
             batch_tokens=query.get("batch_tokens"),
         )
-        batch_tokens = query.get("batch_tokens") or prediction.get("batch_tokens")
-        if batch_tokens and tokens / batch_tokens > schemas.MAX_TRAJECTORY_STEPS:
+        # The batch the curve is drawn at (given, recommended, or the trajectory law's own
+        # fitted runs' mean where the law has no batch law) sets the step count: cap it first.
+        inputs = law.trajectory_inputs(
+            n_params,
+            tokens,
+            lr=query.get("lr"),
+            batch_tokens=query.get("batch_tokens"),
+            seq_len=query.get("seq_len"),
+        )
+        if inputs["steps"] > schemas.MAX_TRAJECTORY_STEPS:
             raise APIError(
-                f"tokens / batch_tokens = {tokens / batch_tokens:.3g} optimizer steps; "
-                f"a trajectory is answered for at most {schemas.MAX_TRAJECTORY_STEPS:.0e}",
+                f"tokens / batch_tokens = {tokens:.4g} / {inputs['batch_tokens']:.4g} = "
+                f"{inputs['steps']:.3g} optimizer steps; a trajectory is answered for at most "
+                f"{schemas.MAX_TRAJECTORY_STEPS:.0e}",
                 code="out_of_range",
                 field="tokens",
             )
-        kwargs = {
-            key: query[key]
-            for key in ("warmup", "lr", "batch_tokens", "seq_len")
-            if query.get(key) is not None
-        }
         frame = law.trajectory(
-            n_params, tokens, schedule=query["schedule"], points=query["points"], **kwargs
+            n_params,
+            tokens,
+            schedule=query["schedule"],
+            points=query["points"],
+            warmup=query.get("warmup"),
+            lr=inputs["lr"],
+            batch_tokens=inputs["batch_tokens"],
         )
         columns = {name: frame[name].to_numpy() for name in frame.columns}
-        answer = {
+        warns = list(prediction.get("warnings", []))
+        for key in ("lr", "batch_tokens"):
+            if inputs[f"{key}_source"] == "the fitted runs' mean":
+                warns.append(
+                    f"{law_id} recommends no {key}: the curve is drawn at its trajectory law's "
+                    f"fitted runs' geometric mean, {key} {inputs[key]:.4g}"
+                )
+        warns += [w for w in frame.attrs.get("warnings", []) if w not in warns]
+        return {
             "law": law_id,
             "inputs": {**query, "law": law_id},
             "steps": json_safe(columns["step"].astype(np.int64)),
@@ -228,12 +246,13 @@ class LawRegistry:
                 for name in ("tokens", "lr", "loss", "loss_low", "loss_high")
                 if name in columns
             },
-            "peak_lr": query.get("lr", prediction.get("lr")),
-            "batch_tokens": query.get("batch_tokens", prediction.get("batch_tokens")),
+            "peak_lr": inputs["lr"],
+            "peak_lr_source": inputs["lr_source"],
+            "batch_tokens": inputs["batch_tokens"],
+            "batch_tokens_source": inputs["batch_tokens_source"],
             "extrapolation": prediction["extrapolation"],
-            "warnings": list(prediction.get("warnings", [])),
+            "warnings": warns,
         }
-        return answer
 
     def optima(self, law_id: str) -> list[dict[str, Any]]:
         """The per-cell optima (sweep points) the LR and batch laws were fitted on."""

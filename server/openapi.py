@@ -19,7 +19,7 @@ def _ok(schema: str, description: str) -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     texts = {
-        400: "invalid input",
+        400: "invalid input: a bad, missing or unknown parameter",
         404: "unknown law",
         413: "body too large",
         422: "the law does not answer this question",
@@ -139,7 +139,7 @@ def build_spec(version: str) -> dict[str, Any]:
         operations={
             "get": {
                 "summary": "the laws on offer (fitted and presets) and the default",
-                "responses": {"200": _ok("LawList", "the laws")},
+                "responses": {"200": _ok("LawList", "the laws"), **_errors(400)},
             }
         },
     )
@@ -149,7 +149,7 @@ def build_spec(version: str) -> dict[str, Any]:
             "get": {
                 "summary": "one law in full, with the per-cell optima it was fitted on",
                 "parameters": [law_id],
-                "responses": {"200": _ok("LawDetail", "the law"), **_errors(404)},
+                "responses": {"200": _ok("LawDetail", "the law"), **_errors(400, 404)},
             }
         },
     )
@@ -166,6 +166,11 @@ def build_spec(version: str) -> dict[str, Any]:
     )
     spec.path(
         path="/healthz",
-        operations={"get": {"summary": "liveness", "responses": {"200": _ok("Health", "up")}}},
+        operations={
+            "get": {
+                "summary": "liveness",
+                "responses": {"200": _ok("Health", "up"), **_errors(400)},
+            }
+        },
     )
     return spec.to_dict()

@@ -21,20 +21,24 @@ MAX_POINTS = 2_000
 # that one request cannot ask for billions of steps (2M steps: 8T tokens at 4M per step).
 MAX_TRAJECTORY_STEPS = 2_000_000
 MAX_BATCH_ITEMS = 1_000
+# Floors: one parameter, one token, one token per step, the compute of both (below them the
+# laws' powers overflow to nonsense, such as an LR of 1e43); an LR far below any trained.
+MIN_COUNT = 1.0
+MIN_FLOPS = 6.0
+MIN_LR = 1e-12
 SCHEDULES = ("cosine", "wsd", "constant", "linear", "step")
 
 
-def _positive(maximum: float) -> validate.Range:
-    return validate.Range(min=0, min_inclusive=False, max=maximum)
-
-
 class Quantity(fields.Float):
-    """A positive, finite float with an upper cap."""
+    """A positive, finite float between a floor and a cap (both inclusive, so the OpenAPI
+    document's minimum and maximum say exactly what is enforced)."""
 
-    def __init__(self, maximum: float, description: str, **kwargs: Any) -> None:
+    def __init__(
+        self, maximum: float, description: str, *, minimum: float = MIN_COUNT, **kwargs: Any
+    ) -> None:
         super().__init__(
             allow_nan=False,
-            validate=_positive(maximum),
+            validate=validate.Range(min=minimum, max=maximum),
             metadata={"description": description, **kwargs.pop("metadata", {})},
             **kwargs,
         )
@@ -104,13 +108,13 @@ class TrajectoryQuery(StrictSchema):
         validate=validate.Range(min=2, max=MAX_POINTS),
         metadata={"description": "number of points on the curve"},
     )
-    lr = Quantity(MAX_LR, "peak LR; default: the law's optimal LR")
+    lr = Quantity(MAX_LR, "peak LR; default: the law's optimal LR", minimum=MIN_LR)
     batch_tokens = Quantity(MAX_BATCH_TOKENS, "tokens per step; default: the law's optimum")
     seq_len = Count(validate=validate.Range(min=1, max=MAX_SEQ_LEN))
 
 
 class ComputeOptimalQuery(StrictSchema):
-    flops = Quantity(MAX_FLOPS, "training compute C = 6 N D", required=True)
+    flops = Quantity(MAX_FLOPS, "training compute C = 6 N D", minimum=MIN_FLOPS, required=True)
     law = _law()
 
 
@@ -146,6 +150,9 @@ class Extrapolation(Schema):
     tokens_factor = fields.Float(
         metadata={"description": "times beyond the fitted D range (1.0 inside)"}
     )
+    flops_factor = fields.Float(
+        metadata={"description": "times beyond the fitted compute range, where the law has one"}
+    )
 
 
 class PredictInputs(Schema):
@@ -180,8 +187,14 @@ class Trajectory(Schema):
     loss = fields.List(fields.Float(allow_none=True), required=True)
     loss_low = fields.List(fields.Float(allow_none=True), required=True)
     loss_high = fields.List(fields.Float(allow_none=True), required=True)
-    peak_lr = fields.Float(allow_none=True)
-    batch_tokens = fields.Float(allow_none=True)
+    peak_lr = fields.Float(allow_none=True, metadata={"description": "the peak LR drawn at"})
+    peak_lr_source = fields.String(
+        metadata={"description": "given, recommended, or the fitted runs' mean"}
+    )
+    batch_tokens = fields.Float(allow_none=True, metadata={"description": "tokens per step"})
+    batch_tokens_source = fields.String(
+        metadata={"description": "given, recommended, or the fitted runs' mean"}
+    )
     extrapolation = fields.Nested(Extrapolation, required=True)
     warnings = fields.List(fields.String(), required=True)
 
@@ -189,6 +202,7 @@ class Trajectory(Schema):
 class ComputeOptimal(Schema):
     law = fields.String(required=True)
     inputs = fields.Dict(required=True)
+    flops = fields.Float(metadata={"description": "the compute budget C"})
     n_params = fields.Float(allow_none=True, required=True)
     tokens = fields.Float(allow_none=True, required=True)
     lr = fields.Float(allow_none=True, required=True)
@@ -208,6 +222,9 @@ class LawInfo(Schema):
     fitted_range = fields.Raw(allow_none=True)
     supports = fields.List(fields.String())
     default = fields.Boolean(metadata={"description": "the law used when none is named"})
+    url = fields.String(allow_none=True, metadata={"description": "the source paper"})
+    forms = fields.Raw(allow_none=True, metadata={"description": "each law's form"})
+    notes = fields.Raw(allow_none=True, metadata={"description": "caveats the law carries"})
 
 
 class LawList(Schema):

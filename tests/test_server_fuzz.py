@@ -223,6 +223,20 @@ def check_answer(spec: dict, method: str, path: str, response) -> None:
     for item in items:
         missing = set(item_schema.get("required", [])) - set(item)
         assert not missing, f"{path} answer lacks documented {missing}"
+        check_keys(spec, item_schema, item, path)
+
+
+def check_keys(spec: dict, schema: dict, value, where: str) -> None:
+    """Objects carry no key their schema does not document (additionalProperties: false)."""
+    schema = resolve(spec, schema)
+    if not isinstance(value, dict) or "properties" not in schema:
+        return
+    if schema.get("additionalProperties") is False:
+        extra = set(value) - set(schema["properties"])
+        assert not extra, f"{where} answer has undocumented {sorted(extra)}"
+    for name, sub in schema["properties"].items():
+        if name in value:
+            check_keys(spec, sub, value[name], f"{where}.{name}")
 
 
 @pytest.fixture(scope="module")
