@@ -31,7 +31,10 @@ def check_positive(
     naming the argument and the value."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    x = float(value)
+    try:
+        x = float(value)
+    except OverflowError:  # an int of hundreds of digits
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}") from None
     if not math.isfinite(x) or x <= 0:
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
     if upper is not None and x > upper:

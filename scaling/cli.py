@@ -128,15 +128,21 @@ def _cmd_fit(args) -> int:
         raise ValueError(f"{args.curves}: no such curves file")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        laws = fit(
-            runs,
-            args.curves,
-            bootstrap=args.bootstrap,
-            seed=args.seed,
-            n_jobs=args.n_jobs,
-            sweep=args.sweep,
-            progress=True,
-        )
+        try:
+            laws = fit(
+                runs,
+                args.curves,
+                bootstrap=args.bootstrap,
+                seed=args.seed,
+                n_jobs=args.n_jobs,
+                sweep=args.sweep,
+                progress=True,
+            )
+        except ValueError:
+            # The warnings say why each law could not be fitted: show them with the error.
+            for msg in dict.fromkeys(str(w.message) for w in caught):
+                print(f"warning: {msg}", file=sys.stderr)
+            raise
     out = Path(args.output)
     doc = laws.save(out)
     print(f"wrote {out}")
@@ -228,6 +234,7 @@ def _cmd_trajectory(args) -> int:
                 points=args.points,
                 lr=args.lr,
                 batch_tokens=args.batch_tokens,
+                max_steps=MAX_TRAJECTORY_STEPS,
             )
             curve.insert(0, "schedule", name)
             frames.append(curve)
@@ -300,6 +307,11 @@ def _plot_curves(frames, names, args, law_id: str) -> None:
     plt.close(fig)
 
 
+# The curve is summed over every optimizer step (the LR area): 10^7 steps take ~1 GB and
+# about a minute; longer runs are refused with an error, not an out-of-memory crash.
+MAX_TRAJECTORY_STEPS = 10_000_000
+
+
 def main(argv: list[str] | None = None) -> int:
     from ._errors import LawFileError, UnsupportedQuery
 
@@ -318,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     except _UsageError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    except (LawFileError, UnsupportedQuery, ValueError, FileNotFoundError) as exc:
+    except (LawFileError, UnsupportedQuery, ValueError, OSError) as exc:
+        # OSError: a file that cannot be read or written (a missing folder for --csv).
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: out of memory; ask for a shorter run or fewer points", file=sys.stderr)
         return 2

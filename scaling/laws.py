@@ -258,7 +258,13 @@ class ScalingLaws:
     def lr_kind(self) -> str:
         par = self._doc["parametrization"]
         if par["kind"] == "mup":
-            return f"global muP LR for mup.MuAdamW (base width {par.get('base_width'):g})"
+            base = par.get("base_width")
+            where = (
+                f"base width {base:g}"
+                if isinstance(base, (int, float))
+                else "base width not recorded"
+            )
+            return f"global muP LR for mup.MuAdamW ({where})"
         if par["kind"] == "sp":
             return "AdamW peak LR (standard parametrization)"
         return "peak LR (parametrization not recorded)"
@@ -584,7 +590,35 @@ class ScalingLaws:
             points=points,
         )
         frame.attrs.update({k: v for k, v in inputs.items() if k != "prediction"})
-        warns = []
+        # Where the curve's inputs leave the runs the trajectory law was fitted on.
+        fitted = getattr(self._trajectory, "fitted_range_", {}) or {}
+        outside = []
+        for key, value in (
+            ("lr", inputs["lr"]),
+            ("batch_tokens", inputs["batch_tokens"]),
+            ("steps", inputs["steps"]),
+        ):
+            lo, hi = fitted.get(key, (None, None))
+            if lo and hi and value > 0:
+                factor = max(1.0, value / float(hi), float(lo) / value)
+                if factor > 1.0 + 1e-6:
+                    outside.append((key, value, factor, lo, hi))
+        curve = frame[["loss", "loss_low", "loss_high"]].to_numpy(dtype=float)
+        if not (np.isfinite(curve).all() and (curve > 0).all()):
+            what = "; ".join(
+                f"{k} {v:.4g} is {f:.3g}x outside [{a:.4g}, {b:.4g}]" for k, v, f, a, b in outside
+            )
+            worst = max(outside, key=lambda o: o[2])[0] if outside else "tokens"
+            first = "tokens" if worst == "steps" else worst
+            raise ValueError(
+                f"{first}: the trajectory law gives no finite positive loss at these settings"
+                + (f" ({what}: its fitted runs' range)" if what else "")
+            )
+        warns = [
+            f"{k} {v:.4g} is {f:.3g}x outside the trajectory law's fitted runs "
+            f"[{a:.4g}, {b:.4g}]: the curve is an extrapolation"
+            for k, v, f, a, b in outside
+        ]
         pred = inputs["prediction"]
         interval = pred.intervals.get("loss") if pred is not None else None
         recommended = inputs["lr_source"] == inputs["batch_tokens_source"] == "recommended"
@@ -870,7 +904,8 @@ def fit(
     fit_warnings = []
     for w in caught:
         msg = str(w.message)
-        if msg not in fit_warnings:
+        # numpy's RuntimeWarnings (an empty slice's mean) are symptoms, not reasons.
+        if msg not in fit_warnings and w.category is not RuntimeWarning:
             fit_warnings.append(msg)
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     n_pruned = int(runs["pruned"].sum())
@@ -892,7 +927,12 @@ def fit(
         if law is not None:
             laws[key] = law.to_dict()
     if not laws:
-        raise ValueError("the runs support no law (see the warnings)")
+        n_finished = int(runs["finished"].sum())
+        reasons = "; ".join(fit_warnings) or "no reason recorded"
+        raise ValueError(
+            f"the runs support no law ({len(runs)} rows, {n_finished} finished, {n_pruned} "
+            f"pruned): {reasons}"
+        )
     doc = {
         "format_version": FORMAT_VERSION,
         "id": sweep,

@@ -232,6 +232,8 @@ def searched_cells(runs: pd.DataFrame, min_settings: int = 3) -> pd.Series:
     (a schedule variant at a fixed LR, say) says nothing about where the optimum lies."""
     keys = _cell_key(runs)
     kept = runs[~runs["pruned"].to_numpy()] if "pruned" in runs.columns else runs
+    if kept.empty:  # every run pruned: no cell searched anything
+        return pd.Series(False, index=runs.index)
     settings = kept.groupby(keys[kept.index])[["lr", "batch_tokens"]].apply(
         lambda df: len(df.drop_duplicates())
     )

@@ -59,6 +59,18 @@ def validate_runs(runs: pd.DataFrame, source: str = "<runs table>") -> pd.DataFr
     if len(runs) == 0:
         raise ValueError(f"{source}: the runs table has no rows")
     df = runs.copy().reset_index(drop=True)
+    if "run_id" in df.columns:
+        # A run counted twice weighs twice in every fit (and reads as a second seed).
+        ids = df["run_id"].astype(str)
+        dup = ids.duplicated(keep=False) & df["run_id"].notna()
+        if dup.any():
+            first = ids[dup].iloc[0]
+            rows = [int(i) + 2 for i in np.flatnonzero((ids == first).to_numpy())]
+            raise ValueError(
+                f"{source}: column 'run_id': {first!r} appears {len(rows)} times (rows "
+                f"{', '.join(map(str, rows[:5]))}); every run needs its own id "
+                f"({int(dup.sum())} rows share an id with another)"
+            )
     for column in REQUIRED_COLUMNS:
         values = pd.to_numeric(df[column], errors="coerce")
         bad = values.isna() & df[column].notna()

@@ -316,7 +316,14 @@ class Worker:
         ]
         if is_grid(self.cfg, cell):
             points = grid_points(self.cfg, cell)
-            taken = {grid_point_key(_trial_params(t)) for t in others}
+            # A trial claimed a moment ago has its slot but no parameters yet (they are drawn
+            # after the planning lock is released): its slot's point is taken all the same.
+            taken = {
+                grid_point_key(_trial_params(t))
+                if _trial_params(t) or "slot" not in t.user_attrs
+                else grid_point_key(points[int(t.user_attrs["slot"]) % len(points)])
+                for t in others
+            }
             free = [i for i, p in enumerate(points) if grid_point_key(p) not in taken]
             slot = free[0] if free else len(taken) % len(points)
         else:

@@ -159,7 +159,14 @@ def main(argv: list[str] | None = None) -> int:
         from sweeps import engine  # lazily: optuna is slow to import
 
         return engine.main(argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name in ("threads", "steps", "seeds"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            parser.error(f"--{name} must be at least 1, got {value}")
+    if args.command == "coordcheck" and len(set(args.widths)) < 2:
+        parser.error(f"--widths needs at least two widths, got {args.widths}")
     try:
         if args.command == "train":
             return _train(args)

@@ -65,7 +65,15 @@ def _storage_url(cfg: SweepConfig, storage: str | None) -> str:
 
 
 def _open_read(url: str) -> optuna.storages.BaseStorage:
-    return StorageSpec.parse(url).open()
+    """The storage, for reading: a SQLite or journal file that does not exist is an error (a
+    mistyped --storage), not a new empty storage created on the way."""
+    spec = StorageSpec.parse(url)
+    if spec.path is not None and not spec.path.exists():
+        raise SweepError(
+            f"--storage: no storage at {spec.path} (nothing has been run there; `sweeps run` "
+            "creates it)"
+        )
+    return spec.open()
 
 
 def _load_study(storage, cfg: SweepConfig, cell) -> optuna.Study | None:
@@ -370,6 +378,17 @@ def export(
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     runs_path, curves_path = out_dir / "runs.csv", out_dir / "curves.csv"
+    if runs.empty and runs_path.is_file():
+        try:
+            kept = len(pd.read_csv(runs_path))
+        except (pd.errors.EmptyDataError, pd.errors.ParserError):
+            kept = 0
+        if kept:
+            # An empty export over a table of runs is a wrong --storage, not a result.
+            raise SweepError(
+                f"no finished run of sweep {cfg.name!r} in {url}; not overwriting {runs_path} "
+                f"({kept} runs): check --storage"
+            )
     runs.to_csv(runs_path, index=False)
     curve_table.to_csv(curves_path, index=False)
     return runs_path, curves_path, missing

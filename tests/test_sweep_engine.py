@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -294,12 +295,25 @@ def test_cli_missing_corpus_one_line(tmp_path):
 def test_status_and_export_without_runs(tmp_path, corpus_file, capsys):
     path = write_config(tmp_path, corpus_file)
     storage = f"sqlite:///{tmp_path / 'storage.db'}"
+    # A storage file that does not exist is a mistyped --storage: refused, and not created.
+    for command in ("status", "export"):
+        assert engine_main([command, "--config", str(path), "--storage", storage]) == 2
+        assert "--storage: no storage at" in capsys.readouterr().err
+    assert not (tmp_path / "storage.db").exists()
+    optuna.storages.RDBStorage(storage)  # an empty storage, as `sweeps run` leaves it at start
     assert engine_main(["status", "--config", str(path), "--storage", storage]) == 0
     assert "0/2" in capsys.readouterr().out
     assert engine_main(["export", "--config", str(path), "--storage", storage,
                         "--out", str(tmp_path / "out")]) == 0  # fmt: skip
     assert "5 planned runs have not finished" in capsys.readouterr().err
     assert pd.read_csv(tmp_path / "out" / "runs.csv").empty
+    # An empty export never replaces a table that holds runs (a wrong --storage loses nothing).
+    good = "run_id,loss\nr1,2.5\n"
+    (tmp_path / "out" / "runs.csv").write_text(good)
+    assert engine_main(["export", "--config", str(path), "--storage", storage,
+                        "--out", str(tmp_path / "out")]) == 2  # fmt: skip
+    assert "not overwriting" in capsys.readouterr().err
+    assert (tmp_path / "out" / "runs.csv").read_text() == good
 
 
 def grid_sweep(tmp_path: Path, corpus: Path, lr_points: int):
@@ -324,6 +338,32 @@ def test_grid_sampler_visits_each_point_once(tmp_path, corpus_file):
     assert len(points) == 4 and len(set(points)) == 4  # 2 LRs x 2 batch sizes, none repeated
     assert set(runs["batch_tokens"]) == {256, 512}
     assert sorted(set(runs["lr"].round(12))) == [0.003, 0.03]
+
+
+def test_grid_slot_claimed_but_not_yet_sampled_is_taken(tmp_path, corpus_file):
+    """Two workers claiming at once: the first trial has its slot but no parameters yet (they
+    are drawn after the planning lock is released). The second must not take the same point
+    (it did: a fresh grid sweep with 2 workers ran one point twice)."""
+    from sweeps._worker import Worker, grid_point_key, grid_points
+
+    cfg, storage = grid_sweep(tmp_path, corpus_file, 2)
+    worker = Worker(cfg, storage, threads=1)
+    cell = worker.cells[0]
+    study = worker.study(cell)
+
+    def ask():  # outside Study.optimize, the heartbeat storage warns; the claim is the same
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return study.ask()
+
+    first, second = ask(), ask()
+    slot_a = worker._assign_slot(study, first, cell)
+    slot_b = worker._assign_slot(study, second, cell)
+    points = grid_points(cfg, cell)
+    assert grid_point_key(points[slot_a]) != grid_point_key(points[slot_b])
+    third = ask()
+    slots = {slot_a, slot_b, worker._assign_slot(study, third, cell)}
+    assert len({grid_point_key(points[i]) for i in slots}) == 3
 
 
 def test_grid_sweep_interrupted_then_resumed_covers_every_point_once(
