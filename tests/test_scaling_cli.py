@@ -211,3 +211,43 @@ def test_module_entry_point_bad_law_file(tmp_path):
     assert proc.returncode == 2
     assert str(bad) in proc.stderr and "truncated" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--csv", "/nonexistent-dir/x.csv"], "error: Cannot save file"),  # an OSError
+        (["--tokens", "1e14", "--batch-tokens", "1024"], "a trajectory is drawn for at most"),
+        (["--batch-tokens", "1e7"], "batch_tokens must be at most tokens"),
+        (["--warmup", "100000"], "warmup must be shorter than the run"),
+    ],
+)
+def test_trajectory_refusals_are_one_line(extra, needle, capsys):
+    argv = _TRAJ + ["--rows", "0"] + extra  # a repeated --tokens: argparse keeps the last
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+
+
+def test_trajectory_warns_outside_its_fitted_runs(capsys):
+    # A batch 16x beyond the quick sweep's runs (one batch size, 4096): warned, still drawn.
+    assert main(_TRAJ + ["--rows", "0", "--batch-tokens", "65536"]) == 0
+    err = capsys.readouterr().err
+    assert "batch_tokens 6.554e+04 is 16x outside the trajectory law's fitted runs" in err
+
+
+def test_duplicate_run_ids_and_an_unfittable_table_are_explained(tmp_path, capsys):
+    runs = pd.read_csv(Path(QUICK_LAWS).parent / "runs.csv")
+    dup = tmp_path / "dup.csv"
+    pd.concat([runs, runs.iloc[:2]]).to_csv(dup, index=False)
+    assert main(["fit", str(dup), "-o", str(tmp_path / "l.json"), "--bootstrap", "0"]) == 2
+    assert f"column 'run_id': {runs['run_id'].iloc[0]!r} appears 2 times" in (
+        capsys.readouterr().err
+    )
+    one = tmp_path / "one.csv"
+    runs.iloc[:1].to_csv(one, index=False)
+    assert main(["fit", str(one), "-o", str(tmp_path / "l.json"), "--bootstrap", "0"]) == 2
+    err = capsys.readouterr().err
+    # The reasons come with the refusal, not only "see the warnings".
+    assert "the runs support no law (1 rows, 1 finished, 0 pruned)" in err
+    assert "loss law not fitted" in err

@@ -3,6 +3,7 @@ file fitted in a fixture from a synthetic sweep."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -11,7 +12,7 @@ import pytest
 from server_support import fitted_laws, write_law_file
 
 import scaling
-from server import create_app
+from server import create_app, schemas
 
 SWEEP = "synthetic"
 
@@ -201,6 +202,58 @@ def test_trajectory_of_a_preset_without_one_is_422(client):
     response = client.get("/v1/trajectory?n_params=1e9&tokens=2e10&law=step-law")
     assert response.status_code == 422
     assert response.get_json()["error"]["code"] == "unsupported_query"
+    assert response.get_json()["error"]["field"] == "law"
+
+
+def test_trajectory_says_where_its_lr_and_batch_came_from(client, fitted):
+    body = client.get("/v1/trajectory?n_params=1e8&tokens=2e9&points=5").get_json()
+    assert (body["peak_lr_source"], body["batch_tokens_source"]) == ("recommended",) * 2
+    assert body["batch_tokens"] == pytest.approx(fitted.predict(1e8, 2e9).batch_tokens)
+    # The steps are the budget over the batch the curve was drawn at.
+    assert body["steps"][-1] == round(2e9 / body["batch_tokens"])
+    url = "/v1/trajectory?n_params=1e8&tokens=2e9&points=5&lr=0.002&batch_tokens=65536"
+    body = client.get(url).get_json()
+    assert (body["peak_lr_source"], body["batch_tokens_source"]) == ("given", "given")
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("n_params=1e7&tokens=1e6&batch_tokens=2e6", "batch_tokens"),  # a batch above the run
+        ("n_params=1e7&tokens=1e9&batch_tokens=65536&warmup=20000", "warmup"),  # 15,259 steps
+        ("n_params=1e7&tokens=1e17&batch_tokens=1024", "tokens"),  # 1e14 steps
+    ],
+)
+def test_trajectory_refuses_runs_it_cannot_draw(client, query, field):
+    response = client.get(f"/v1/trajectory?{query}")
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"]["field"] == field
+
+
+def test_trajectory_cap_uses_the_batch_drawn_at_without_a_batch_law(client, fitted, monkeypatch):
+    """A law with no batch law draws at its trajectory law's fitted runs' batch: the step cap
+    must count steps at that batch (it was skipped, and one request pinned a worker)."""
+    laws = client.application.extensions["scaling_laws"]
+    law = laws.laws[SWEEP]
+    real = law.predict
+
+    def no_batch(*args, **kwargs):
+        return dataclasses.replace(real(*args, **kwargs), batch_tokens=None)
+
+    monkeypatch.setattr(law, "predict", no_batch)
+    laws._trajectory_cached.cache_clear()
+    laws.predict.cache_clear()
+    mean_batch = law._trajectory._default("batch_tokens")
+    tokens = 3 * schemas.MAX_TRAJECTORY_STEPS * mean_batch
+    response = client.get(f"/v1/trajectory?n_params=1e8&tokens={tokens:.6g}&points=5")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "tokens"
+    body = client.get("/v1/trajectory?n_params=1e8&tokens=2e9&points=5").get_json()
+    assert body["batch_tokens_source"] == "the fitted runs' mean"
+    assert body["batch_tokens"] == pytest.approx(mean_batch)
+    assert any("recommends no batch_tokens" in w for w in body["warnings"])
+    laws._trajectory_cached.cache_clear()
+    laws.predict.cache_clear()
 
 
 def test_compute_optimal_matches_the_python_api(client):

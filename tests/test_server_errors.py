@@ -74,6 +74,19 @@ GET_CASES = [
     ("/v1/compute-optimal?flops=1e23&n_params=1", "unknown_field", "n_params"),
     ("/v1/laws/step-law/curves?n_params=1e9", "missing", "tokens"),
     ("/v1/laws/step-law/curves?n_params=1e9&tokens=1e10&points=1000", "out_of_range", "points"),
+    # Floors: below one parameter or token the laws' powers give nonsense (an LR of 1e43).
+    ("/v1/predict?n_params=1e-300&tokens=1e9", "out_of_range", "n_params"),
+    ("/v1/predict?n_params=1e9&tokens=0.5", "out_of_range", "tokens"),
+    ("/v1/predict?n_params=1e9&tokens=1e9&batch_tokens=1e-3", "out_of_range", "batch_tokens"),
+    ("/v1/compute-optimal?flops=5e-324", "out_of_range", "flops"),
+    ("/v1/trajectory?n_params=1e9&tokens=1e10&lr=1e-300", "out_of_range", "lr"),
+    ("/v1/laws/step-law/curves?n_params=1e-300&tokens=1e-300", "out_of_range", "n_params"),
+    # scaling's own refusals name their field.
+    ("/v1/predict?n_params=1e9&tokens=1e6&batch_tokens=1e7", "invalid_value", "batch_tokens"),
+    # Routes that take no parameters refuse them rather than ignore them.
+    ("/v1/laws?foo=1", "unknown_field", "foo"),
+    ("/v1/laws/step-law?foo=1", "unknown_field", "foo"),
+    ("/healthz?x=1", "unknown_field", "x"),
 ]
 
 
@@ -160,7 +173,16 @@ def test_bad_post_bodies(client, body, code, field):
 def test_unknown_law_in_a_post_list_is_404(client):
     body = [{"n_params": 1e9, "tokens": 1e9}, {"n_params": 1e9, "tokens": 1e9, "law": "nope"}]
     error = error_of(client.post("/v1/predict", json=body), 404)
-    assert error["code"] == "unknown_law"
+    assert (error["code"], error["field"]) == ("unknown_law", "[1].law")
+
+
+def test_post_with_query_parameters_is_refused(client):
+    # ?law=nope would otherwise be ignored and the default law would answer.
+    response = client.post("/v1/predict?law=nope", json={"n_params": 1e9, "tokens": 1e10})
+    assert (error_of(response, 400)["code"], error_of(response, 400)["field"]) == (
+        "unknown_field",
+        "law",
+    )
 
 
 def test_list_over_1000_items(client):
@@ -236,7 +258,7 @@ def test_questions_a_law_cannot_answer_are_422(tmp_path, monkeypatch):
     monkeypatch.setattr(law, "trajectory", unsupported)
     response = app.test_client().get("/v1/trajectory?n_params=1e9&tokens=2e10&law=kaplan")
     error = error_of(response, 422)
-    assert error["code"] == "unsupported_query"
+    assert (error["code"], error["field"]) == ("unsupported_query", "law")
     assert "kaplan" in error["message"]
 
 
