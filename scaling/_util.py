@@ -44,6 +44,20 @@ def check_positive(
     return x
 
 
+def check_batch_fits(batch_tokens: float, tokens: float) -> None:
+    """ValueError when one batch is more than the whole run."""
+    if batch_tokens > tokens:
+        raise ValueError(
+            f"batch_tokens must be at most tokens ({tokens:g}): a batch of {batch_tokens:g} "
+            "tokens is more than the whole run"
+        )
+
+
+def range_factor(value: float, lo: float, hi: float) -> float:
+    """How many times outside [lo, hi] value lies (1.0 inside)."""
+    return float(max(1.0, value / float(hi), float(lo) / value))
+
+
 def as_positive_array(name: str, values: object) -> np.ndarray:
     arr = np.asarray(values, dtype=float).reshape(-1)
     if arr.size == 0:

@@ -21,7 +21,13 @@ import pandas as pd
 
 from ._errors import UnsupportedQuery
 from ._lawfile import FORMAT_VERSION, LOSS_FORMS, jsonable, read_law_file, validate_law_dict
-from ._util import check_positive, percentile_interval, single_threaded_blas
+from ._util import (
+    check_batch_fits,
+    check_positive,
+    percentile_interval,
+    range_factor,
+    single_threaded_blas,
+)
 from .hparam_laws import PowerLaw, fit_lr_at_batch, fit_power_law
 from .loss_law import LossLaw
 from .optimum import cell_optima, conditional_lr_optima, searched_cells
@@ -236,7 +242,7 @@ class ScalingLaws:
             rng = fr.get(key)
             if rng:
                 lo, hi = rng
-                out[f"{key}_factor"] = float(max(1.0, value / hi, lo / value))
+                out[f"{key}_factor"] = range_factor(value, lo, hi)
             elif key != "flops":
                 out[f"{key}_factor"] = 1.0
         return out
@@ -328,11 +334,7 @@ class ScalingLaws:
         tokens = check_positive("tokens", tokens, lower=1.0)
         if batch_tokens is not None:
             batch_tokens = check_positive("batch_tokens", batch_tokens, lower=1.0)
-            if batch_tokens > tokens:
-                raise ValueError(
-                    f"batch_tokens must be at most tokens ({tokens:g}): a batch of "
-                    f"{batch_tokens:g} tokens is more than the whole run"
-                )
+            check_batch_fits(batch_tokens, tokens)
         if seq_len is not None:
             seq_len = int(check_positive("seq_len", seq_len))
         if width is not None:
@@ -376,7 +378,7 @@ class ScalingLaws:
             )
             if self.lr_at_batch_law is not None and swept:
                 lo, hi = swept
-                factor = max(1.0, batch_tokens / hi, lo / batch_tokens)
+                factor = range_factor(batch_tokens, lo, hi)
                 if factor > 1.0 + 1e-6:
                     warns.append(
                         f"batch_tokens is {factor:.3g}x outside the batch range the LR-at-batch "
@@ -528,7 +530,7 @@ class ScalingLaws:
         if lr is None or batch_tokens is None:
             # A given batch gets the LR that is optimal at that batch (where the laws know it).
             pred = self.predict(n_params, tokens, seq_len=seq_len, batch_tokens=batch_tokens)
-        elif batch_tokens is not None:
+        else:
             batch_tokens = check_positive("batch_tokens", batch_tokens, lower=1.0)
         out: dict[str, Any] = {"prediction": pred}
         for key, given in (("lr", lr), ("batch_tokens", batch_tokens)):
@@ -540,13 +542,8 @@ class ScalingLaws:
             else:
                 out[key] = float(self._trajectory._default(key))
                 out[f"{key}_source"] = "the fitted runs' mean"
-        key = "batch_tokens"
-        if out[key] > tokens:
-            raise ValueError(
-                f"batch_tokens must be at most tokens ({tokens:g}): a batch of {out[key]:g} "
-                "tokens is more than the whole run"
-            )
-        out["steps"] = max(1, round(tokens / out[key]))
+        check_batch_fits(out["batch_tokens"], tokens)
+        out["steps"] = max(1, round(tokens / out["batch_tokens"]))
         return out
 
     def trajectory(
@@ -600,7 +597,7 @@ class ScalingLaws:
         ):
             lo, hi = fitted.get(key, (None, None))
             if lo and hi and value > 0:
-                factor = max(1.0, value / float(hi), float(lo) / value)
+                factor = range_factor(value, lo, hi)
                 if factor > 1.0 + 1e-6:
                     outside.append((key, value, factor, lo, hi))
         curve = frame[["loss", "loss_low", "loss_high"]].to_numpy(dtype=float)

@@ -35,6 +35,8 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import huber, ndtri
 
+from ._util import check_batch_fits
+
 __all__ = [
     "CrossSizeTrajectoryLaw",
     "PARAM_NAMES",
@@ -895,11 +897,7 @@ class CrossSizeTrajectoryLaw:
         lr = self._default("lr") if lr is None else _positive(lr, "lr")
         bt = self._default("batch_tokens") if batch_tokens is None else batch_tokens
         bt = _positive(bt, "batch_tokens")
-        if bt > d:
-            raise ValueError(
-                f"batch_tokens must be at most tokens ({d:g}): a batch of {bt:g} tokens is more "
-                "than the whole run"
-            )
+        check_batch_fits(bt, d)
         if isinstance(points, bool) or not isinstance(points, (int, np.integer)) or points < 2:
             raise ValueError(f"points must be an integer >= 2, got {points!r}")
         spec = schedule if isinstance(schedule, ScheduleSpec) else ScheduleSpec(name=str(schedule))

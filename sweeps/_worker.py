@@ -316,14 +316,14 @@ class Worker:
         ]
         if is_grid(self.cfg, cell):
             points = grid_points(self.cfg, cell)
-            # A trial claimed a moment ago has its slot but no parameters yet (they are drawn
-            # after the planning lock is released): its slot's point is taken all the same.
-            taken = {
-                grid_point_key(_trial_params(t))
-                if _trial_params(t) or "slot" not in t.user_attrs
-                else grid_point_key(points[int(t.user_attrs["slot"]) % len(points)])
-                for t in others
-            }
+            taken = set()
+            for t in others:
+                params = _trial_params(t)
+                if not params and "slot" in t.user_attrs:
+                    # Claimed a moment ago: its parameters are drawn after the planning lock
+                    # is released, but its slot's point is taken all the same.
+                    params = points[int(t.user_attrs["slot"]) % len(points)]
+                taken.add(grid_point_key(params))
             free = [i for i, p in enumerate(points) if grid_point_key(p) not in taken]
             slot = free[0] if free else len(taken) % len(points)
         else:

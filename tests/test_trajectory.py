@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from trajectory_support import PEAK_LR, STEPS, run_row
 
 from scaling.schedules import ScheduleSpec
 from scaling.trajectory import (
@@ -18,7 +19,7 @@ from scaling.trajectory import (
 )
 
 TRUE = {"L0": 2.0, "A": 1.0, "alpha": 0.5, "B": 30.0, "C": 2.0, "beta": 0.5, "gamma": 0.5}
-PEAK_LR, STEPS, EVERY, NOISE, SEGMENTS = 1e-2, 500, 20, 0.001, 60
+EVERY, NOISE, SEGMENTS = 20, 0.001, 60
 
 
 def _specs():
@@ -165,22 +166,7 @@ def _tables(sizes, schedules, rng):
         for name in schedules:
             spec = ScheduleSpec(name, warmup_steps=20)
             rid = f"n{int(n)}-{name}"
-            runs.append(
-                {
-                    "run_id": rid,
-                    "n_params": n,
-                    "tokens": STEPS * 4096,
-                    "lr": PEAK_LR,
-                    "batch_tokens": 4096,
-                    "loss": np.nan,
-                    "steps": STEPS,
-                    "schedule": name,
-                    "schedule_json": spec.to_json(),
-                    "diverged": False,
-                    "pruned": False,
-                    "state": "complete",
-                }
-            )
+            runs.append(run_row(rid, n, spec, np.nan))
             curves.append(_logged(_params_at(n), spec.lrs(PEAK_LR, STEPS), rng, rid))
     return pd.DataFrame(runs), pd.concat(curves, ignore_index=True)
 

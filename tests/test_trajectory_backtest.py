@@ -10,12 +10,13 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from trajectory_support import PEAK_LR, STEPS, run_row
 
 from scaling.schedules import ScheduleSpec
 from scaling.trajectory import PARAM_NAMES, _predict_phi
 from scaling.trajectory_backtest import _scatter_floor, backtest, main
 
-PEAK_LR, STEPS, EVERY, NOISE = 1e-2, 500, 20, 0.001
+EVERY, NOISE = 20, 0.001
 SIZES = (2.5e5, 1e6, 4e6)
 SCHEDULES = ("constant", "cosine", "wsd", "step")
 
@@ -43,22 +44,7 @@ def _sweep(rng) -> tuple[pd.DataFrame, pd.DataFrame]:
             rid = f"n{int(n)}-{name}"
             steps = np.arange(EVERY, STEPS + 1, EVERY)
             loss = _predict_phi(phi, lrs, steps, 10**6) * np.exp(rng.normal(0, NOISE, steps.size))
-            runs.append(
-                {
-                    "run_id": rid,
-                    "n_params": n,
-                    "tokens": STEPS * 4096,
-                    "lr": PEAK_LR,
-                    "batch_tokens": 4096,
-                    "loss": float(loss[-1]),
-                    "steps": STEPS,
-                    "schedule": name,
-                    "schedule_json": spec.to_json(),
-                    "diverged": False,
-                    "pruned": False,
-                    "state": "complete",
-                }
-            )
+            runs.append(run_row(rid, n, spec, float(loss[-1])))
             curves.append(pd.DataFrame({"run_id": rid, "step": steps, "loss": loss}))
     return pd.DataFrame(runs), pd.concat(curves, ignore_index=True)
 
