@@ -211,6 +211,9 @@ class Worker:
         self._studies: dict[str, optuna.Study] = {}
         self.trials_run = 0
         self._current: tuple[optuna.Study, int] | None = None  # (study, trial number) running
+        # The study this worker is creating a trial in, under the planning lock: between
+        # optuna's ask (the trial exists, RUNNING) and the objective naming it in _current.
+        self._claiming: optuna.Study | None = None
 
     def study(self, cell: Cell) -> optuna.Study:
         if cell.name not in self._studies:
@@ -257,7 +260,9 @@ class Worker:
                             continue  # every place is taken by a running trial elsewhere
                         study.sampler = make_sampler(self.cfg, cell, len(trials))
                         claimed = True
+                        self._claiming = study
                         self._run_one(study, cell, by_name)  # releases the lock once claimed
+                        self._claiming = None  # (kept on an interrupt, for the handler)
                     finally:
                         self.lock.release()
                     break
@@ -277,7 +282,7 @@ class Worker:
 
     def _run_one(self, study: optuna.Study, cell: Cell, by_name: dict[str, Cell]) -> None:
         def objective(trial: optuna.Trial) -> float:
-            self._current = (study, trial.number)
+            self._current, self._claiming = (study, trial.number), None
             try:
                 slot = self._assign_slot(study, trial, cell)
             finally:
@@ -298,12 +303,26 @@ class Worker:
         """After an interrupt: mark the trial this worker was running FAIL (re-run on resume)
         unless optuna already has (a second interrupt can cut its own FAIL write short)."""
         if self._current is None:
+            self._fail_claim_in_progress()
             return
         study, number = self._current
         self._current = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "already finished": optuna got there first
             study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+
+    def _fail_claim_in_progress(self) -> None:
+        """An interrupt inside optuna's ask: the new trial is RUNNING but not yet ours by
+        number. This worker holds the planning lock, and only a trial being created under it
+        has no slot yet (retries keep theirs), so those are the one to fail."""
+        study, self._claiming = self._claiming, None
+        if study is None:
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if "slot" not in t.user_attrs:
+                    study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
 
     def _assign_slot(self, study: optuna.Study, trial: optuna.Trial, cell: Cell) -> int:
         """The trial's place in the cell's plan, kept by its retries. On a grid: the first
