@@ -126,16 +126,31 @@ def sweep_status(cfg: SweepConfig, storage_url: str, storage=None) -> list[dict[
 # ----------------------------------------------------------------------------- run
 
 
-def _exit_with_parent(parent_pid: int, interval: float = 1.0) -> None:
+def _exit_with_parent(
+    parent_pid: int, interval: float = 1.0, repeat: float = 2.0, give_up: float = 45.0
+) -> None:
     """Interrupt this worker once its parent is gone (killed, even by SIGKILL): the running
     trial is failed at once, to be re-run on resume, instead of the worker pulling trials on
-    its own."""
-    import _thread
+    its own.
+
+    A real SIGINT to this process, not `_thread.interrupt_main`: only a signal wakes a main
+    thread blocked in a system call (the planning file lock, a sleep). It is repeated, as the
+    parent repeats its own: a KeyboardInterrupt raised inside a finalizer or a weakref callback
+    is printed and dropped. Once the worker is stopping it ignores SIGINT, so the repeats do
+    not cut its FAIL write short. A worker still alive `give_up` seconds later is stuck; it
+    exits all the same, and its trial, still RUNNING, is failed by the heartbeat check on
+    resume."""
 
     def watch() -> None:
         while os.getppid() == parent_pid:
             time.sleep(interval)
-        _thread.interrupt_main()
+        orphaned = time.monotonic()
+        while time.monotonic() - orphaned < give_up:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(repeat)
+        print(f"error: worker {os.getpid()}: still running {give_up:.0f} s after its parent "
+              "died; exiting", file=sys.stderr)  # fmt: skip
+        os._exit(130)
 
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
@@ -145,9 +160,9 @@ def _worker_entry(
 ) -> None:
     """Body of one worker process (spawned): pin threads/GPU before torch is imported."""
     # A sweep started in the background (`nohup make sweep &`, a batch job) inherits SIGINT as
-    # ignored, and Python then leaves it ignored: the parent's SIGINT and the parent watch
-    # (`_thread.interrupt_main`) would do nothing, and the running trial would neither stop nor
-    # be failed. Workers always take SIGINT as KeyboardInterrupt.
+    # ignored, and Python then leaves it ignored: the parent's SIGINT and the parent watch's
+    # would do nothing, and the running trial would neither stop nor be failed. Workers always
+    # take SIGINT as KeyboardInterrupt.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if parent_pid is not None:
         _exit_with_parent(parent_pid)
