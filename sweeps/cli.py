@@ -25,6 +25,20 @@ def _count(text: str) -> int:
     return int(value)
 
 
+def _json_safe(value):
+    """`value` with every non-finite float (a diverged run's NaN loss) as None: JSON has no NaN
+    or Infinity, and `json.dumps` would write them, invalid, by default."""
+    if isinstance(value, dict):
+        return {key: _json_safe(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):  # numpy scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def _add_train(sub) -> None:
     from scaling.schedules import SCHEDULES
 
@@ -89,7 +103,7 @@ def _train(args) -> int:
         args.curve.parent.mkdir(parents=True, exist_ok=True)
         result.curve.to_csv(args.curve, index=False)
     if args.json:
-        print(json.dumps(row, default=str))
+        print(json.dumps(_json_safe(row), default=str, allow_nan=False))
     else:
         status = "DIVERGED" if result.diverged else f"val loss {result.loss:.4f}"
         print(

@@ -537,6 +537,43 @@ _TOP_KEYS = {
 }
 
 
+def _check_budgets_hold_a_batch(cfg: SweepConfig) -> None:
+    """Every run gets at least one batch of its budget: a budget below the largest batch a cell
+    can be given would otherwise train one step on more tokens than the budget says."""
+    family, per_param = cfg.model, bool(cfg.budget.tokens_per_param)
+
+    def check(batch: int, batch_name: str, depths, widths, values) -> None:
+        for depth in depths:
+            for width in widths:
+                for value in values:
+                    tokens = cfg._tokens_for(width, depth, value)
+                    if tokens >= batch:
+                        continue
+                    entry = (
+                        f"budget.tokens_per_param entry {value:g} ({tokens} tokens at width "
+                        f"{width}, depth {depth})"
+                        if per_param
+                        else f"budget.tokens entry {tokens}"
+                    )
+                    raise _Invalid(f"{entry} is less than one batch ({batch_name})")
+
+    space = cfg.search
+    if space.batch_tokens_range is not None:
+        largest, name = space.batch_tokens_range[1], "search.batch_tokens_range"
+    else:
+        largest, name = max(space.batch_tokens), "search.batch_tokens"
+    check(largest, f"{name} up to {largest}", family.depths, family.widths, cfg.budget.values)
+    for i, v in enumerate(cfg.variants):
+        if v.batch_tokens != "best":  # "best": a batch of the search space, checked above
+            check(
+                v.batch_tokens,
+                f"variants[{i}].batch_tokens={v.batch_tokens}",
+                v.depths or family.depths,
+                v.widths or family.widths,
+                v.budgets or cfg.budget.values,
+            )
+
+
 def _parse(raw: dict[str, Any], path: Path) -> SweepConfig:
     _check_keys("", raw, _TOP_KEYS)
     for required in ("model", "budget"):
@@ -574,6 +611,7 @@ def _parse(raw: dict[str, Any], path: Path) -> SweepConfig:
     if kw["sampler"].name == "grid" and kw["search"].batch_tokens_range is not None:
         raise _Invalid("sampler 'grid' needs search.batch_tokens as a set, not a range")
     cfg = SweepConfig(**kw)
+    _check_budgets_hold_a_batch(cfg)
     if (
         cfg.sampler.name == "grid"
         and "trials_per_cell" in raw

@@ -492,11 +492,11 @@ def _status(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     status = sweep_status(cfg, _storage_url(cfg, args.storage))
     width = max(len(s["cell"]) for s in status)
-    print(f"{'cell':<{width}}  done/plan  run  pruned  div  best_loss  best_lr   batch")
+    print(f"{'cell':<{width}}  done/plan  run  pruned  failed  div  best_loss  best_lr   batch")
     for s in status:
         print(
             f"{s['cell']:<{width}}  {s['finished']:>4}/{s['planned']:<4}  {s['running']:>3}  "
-            f"{s['pruned']:>6}  {s['diverged']:>3}  {s['best_loss']:>9.4f}  "
+            f"{s['pruned']:>6}  {s['failed']:>6}  {s['diverged']:>3}  {s['best_loss']:>9.4f}  "
             f"{s['best_lr']:>8.2e}  {s['best_batch_tokens'] or '-'}"
         )
     return 0

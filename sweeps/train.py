@@ -33,6 +33,10 @@ CHECK_EVERY = 10  # on a GPU, steps between divergence checks (and host-device s
 Callback = Callable[[int, int, float], None]
 
 
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines one proxy run (saved with it)."""
@@ -70,10 +74,17 @@ class TrainConfig:
                 f"batch_tokens must hold at least one sequence: {self.batch_tokens=} < "
                 f"seq_len={self.model.seq_len}"
             )
+        if self.tokens < self.batch_tokens:
+            # Otherwise `steps` rounds up to one step and the run trains on more than its budget.
+            raise ValueError(
+                f"tokens={self.tokens} is less than one batch (batch_tokens={self.batch_tokens})"
+            )
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.weight_decay < 0 or self.grad_clip < 0:
-            raise ValueError(f"{self.weight_decay=} and {self.grad_clip=} must be >= 0")
+        for name in ("weight_decay", "grad_clip"):  # grad_clip 0: no clipping
+            value = getattr(self, name)
+            if not _is_real(value) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
     @property
     def steps(self) -> int:

@@ -163,3 +163,53 @@ def test_format_tokens():
     assert format_tokens(5_000_000) == "5e6"
     assert format_tokens(2_500_000) == "2.5e6"
     assert format_tokens(131072) == "1.311e5"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "named"),
+    [
+        # An absolute budget below the largest searched batch (the default set is [4096]).
+        ("tokens = [1e5, 4e5]", "tokens = [2048, 4e5]", "budget.tokens entry 2048"),
+        # A batch range: its top end must fit in every budget too.
+        ("[budget]", "[search]\nbatch_tokens_range = [1024, 8192]\n\n[budget]",
+         "search.batch_tokens_range"),
+        # Budgets per parameter: the smallest model's budget is what falls short.
+        ("tokens = [1e5, 4e5]", "tokens_per_param = [0.01, 20]",
+         "budget.tokens_per_param entry 0.01"),
+    ],
+)  # fmt: skip
+def test_budget_below_one_batch_is_refused(tmp_path, old, new, named):
+    text = MINIMAL.replace(old, new)
+    if "batch_tokens_range" in new:
+        text = text.replace("tokens = [1e5, 4e5]", "tokens = [4096, 4e5]")
+    path = write(tmp_path, text)
+    with pytest.raises(ValueError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert str(path) in message and named in message and "\n" not in message
+    assert "one batch" in message
+
+
+def test_variant_batch_above_its_budget_is_refused(tmp_path):
+    text = MINIMAL.replace("[budget]", "[search]\nbatch_tokens = [1024]\n\n[budget]")
+    text = text.replace("tokens = [1e5, 4e5]", "tokens = [2048, 4e5]")
+    assert load_config(write(tmp_path, text)).cells()  # 1024-token batches fit in 2048
+    path = write(tmp_path, text + '\n[[variants]]\nschedule = "wsd"\nbatch_tokens = 4096\n')
+    with pytest.raises(
+        ValueError, match=r"budget.tokens entry 2048 .*one batch .*variants\[0\]\.batch_tokens=4096"
+    ):
+        load_config(path)
+    # The same variant restricted to the big budget is fine.
+    path = write(tmp_path, text + '\n[[variants]]\nschedule = "wsd"\nbatch_tokens = 4096\n'
+                 "budgets = [4e5]\n")  # fmt: skip
+    assert load_config(path).variants[0].batch_tokens == 4096
+
+
+@pytest.mark.parametrize("key", ["weight_decay", "grad_clip"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-0.5"])
+def test_train_weight_decay_and_grad_clip_must_be_finite_and_not_negative(tmp_path, key, value):
+    path = write(tmp_path, MINIMAL + f"\n[train]\n{key} = {value}\n")
+    with pytest.raises(ValueError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert f"train.{key}" in message and value.lstrip("+") in message and "\n" not in message

@@ -176,3 +176,54 @@ def test_cuda_fp32_matches_cpu_fp32(corpus):
 def test_cuda_divergent_lr_ends_early(corpus):
     result = train(tiny(device="cuda", lr=1e4, tokens=256 * 40), corpus=corpus)
     assert result.diverged and math.isnan(result.loss) and result.tokens_trained < result.tokens
+
+
+def test_budget_below_one_batch_is_refused():
+    with pytest.raises(ValueError, match=r"tokens=255 .*one batch.*batch_tokens=256"):
+        tiny(tokens=255)
+    assert tiny(tokens=256).steps == 1  # exactly one batch is fine
+
+
+@pytest.mark.parametrize("name", ["weight_decay", "grad_clip"])
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, -0.5])
+def test_weight_decay_and_grad_clip_must_be_finite_and_not_negative(name, value):
+    with pytest.raises(ValueError, match=rf"{name} must be .*got {value!r}"):
+        tiny(**{name: value})
+
+
+def cli_one_error_line(capsys, *args: str) -> str:
+    from sweeps.cli import main
+
+    assert main(["train", "--width", "64", "--depth", "1", "--seq-len", "32", *args]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and not captured.out
+    return err[0]
+
+
+def test_train_command_refuses_a_budget_below_one_batch(capsys):
+    line = cli_one_error_line(capsys, "--batch-tokens", "4096", "--tokens", "1000")
+    assert "tokens=1000" in line and "batch_tokens=4096" in line
+
+
+@pytest.mark.parametrize("flag", ["--weight-decay", "--grad-clip"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_train_command_refuses_bad_weight_decay_and_grad_clip(capsys, flag, value):
+    line = cli_one_error_line(capsys, f"{flag}={value}")
+    assert flag[2:].replace("-", "_") in line and f"got {float(value)!r}" in line
+
+
+def test_cli_train_json_writes_null_for_a_diverged_loss(capsys):
+    import json
+
+    from sweeps.cli import main
+
+    argv = ["train", "--width", "64", "--depth", "1", "--seq-len", "32", "--batch-tokens", "256",
+            "--tokens", "10240", "--eval-every", "4", "--eval-tokens", "512", "--threads", "1",
+            "--lr", "1e3", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    text = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "NaN" not in text and "Infinity" not in text
+    row = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert row["diverged"] is True and row["loss"] is None and row["state"] == "diverged"
+    assert row["lr"] == 1e3 and row["steps"] == 40
