@@ -157,6 +157,21 @@ class LawRegistry:
         prediction = law.predict(
             n_params, tokens, seq_len=seq_len, width=width, batch_tokens=batch_tokens
         )
+        return self._prediction_answer(
+            law_id, prediction, n_params, tokens, seq_len, width, batch_tokens
+        )
+
+    @staticmethod
+    def _prediction_answer(
+        law_id: str,
+        prediction: scaling.Prediction,
+        n_params: float,
+        tokens: float,
+        seq_len: int | None = None,
+        width: int | None = None,
+        batch_tokens: float | None = None,
+    ) -> dict[str, Any]:
+        """The /v1/predict answer for a Prediction that law_id made at these arguments."""
         inputs = {"n_params": n_params, "tokens": tokens, "seq_len": seq_len, "width": width}
         if batch_tokens is not None:
             inputs["batch_tokens"] = batch_tokens
@@ -195,21 +210,20 @@ class LawRegistry:
         if "trajectory" not in self._info[law_id].get("supports", ()):
             raise scaling.UnsupportedQuery(f"{law_id} has no trajectory law")
         n_params, tokens = query["n_params"], query["tokens"]
-        prediction = self.predict(
-            law_id,
-            n_params,
-            tokens,
-            seq_len=query.get("seq_len"),
-            batch_tokens=query.get("batch_tokens"),
-        )
+        seq_len, batch_tokens = query.get("seq_len"), query.get("batch_tokens")
         # The batch the curve is drawn at (given, recommended, or the trajectory law's own
         # fitted runs' mean where the law has no batch law) sets the step count: cap it first.
         inputs = law.trajectory_inputs(
-            n_params,
-            tokens,
-            lr=query.get("lr"),
-            batch_tokens=query.get("batch_tokens"),
-            seq_len=query.get("seq_len"),
+            n_params, tokens, lr=query.get("lr"), batch_tokens=batch_tokens, seq_len=seq_len
+        )
+        # One prediction per request: trajectory_inputs made it (at these very arguments)
+        # unless both lr and batch_tokens were given; the curve below is drawn at the given
+        # lr and batch, so law.trajectory makes none.
+        prediction = inputs["prediction"]
+        if prediction is None:
+            prediction = law.predict(n_params, tokens, seq_len=seq_len, batch_tokens=batch_tokens)
+        prediction = self._prediction_answer(
+            law_id, prediction, n_params, tokens, seq_len, batch_tokens=batch_tokens
         )
         if inputs["steps"] > schemas.MAX_TRAJECTORY_STEPS:
             raise APIError(

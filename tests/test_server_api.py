@@ -256,6 +256,40 @@ def test_trajectory_cap_uses_the_batch_drawn_at_without_a_batch_law(client, fitt
     laws.predict.cache_clear()
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",  # lr and batch recommended
+        "&schedule=wsd&seq_len=128",
+        "&lr=0.002",  # batch recommended
+        "&batch_tokens=65536",  # the LR at that batch
+        "&lr=0.002&batch_tokens=65536",  # both given: the prediction is still needed
+    ],
+)
+def test_trajectory_predicts_once_per_request(client, monkeypatch, query):
+    """One request makes one prediction (it made two, and drew the inputs twice): the
+    extrapolation and warnings come from the prediction trajectory_inputs already made."""
+    laws = client.application.extensions["scaling_laws"]
+    law = laws.laws[SWEEP]
+    real, calls = law.predict, []
+
+    def counted(*args, **kwargs):
+        calls.append((args, kwargs))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(law, "predict", counted)
+    laws._trajectory_cached.cache_clear()
+    laws.predict.cache_clear()
+    response = client.get(f"/v1/trajectory?n_params=1e8&tokens=2e9&points=5{query}")
+    assert response.status_code == 200, response.get_json()
+    assert len(calls) == 1, calls
+    body = response.get_json()
+    expected = real(1e8, 2e9, seq_len=128 if "seq_len" in query else None)
+    assert body["extrapolation"] == pytest.approx(expected.extrapolation)
+    laws._trajectory_cached.cache_clear()
+    laws.predict.cache_clear()
+
+
 def test_compute_optimal_matches_the_python_api(client):
     body = client.get("/v1/compute-optimal?flops=1e23&law=chinchilla-hoffmann").get_json()
     expected = scaling.load("chinchilla-hoffmann").compute_optimal(1e23)
