@@ -9,7 +9,9 @@ import numpy as np
 
 __all__ = [
     "check_positive",
+    "check_positive_values",
     "as_positive_array",
+    "contain_point",
     "n_levels",
     "percentile_interval",
     "single_threaded_blas",
@@ -65,7 +67,20 @@ def as_positive_array(name: str, values: object) -> np.ndarray:
     bad = ~np.isfinite(arr) | (arr <= 0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name}[{i}] must be a positive finite number, got {arr[i]!r}")
+        raise ValueError(f"{name}[{i}] must be a positive finite number, got {float(arr[i])!r}")
+    return arr
+
+
+def check_positive_values(name: str, values: object) -> float | np.ndarray:
+    """`check_positive` for a scalar, `as_positive_array`'s check for an array (returned as a
+    float array of its own shape): ValueError naming the argument and the bad value."""
+    if np.ndim(values) == 0:
+        return check_positive(name, values)
+    try:
+        arr = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be positive finite numbers, got {values!r}") from None
+    as_positive_array(name, arr)
     return arr
 
 
@@ -77,8 +92,29 @@ def n_levels(values: np.ndarray, rel_tol: float = 1e-3) -> int:
     return int(1 + np.sum(np.diff(logs) > rel_tol))
 
 
-def percentile_interval(samples: np.ndarray, level: float = 0.95, axis: int = 0) -> np.ndarray:
-    """Equal-tailed percentile interval, ignoring NaNs; shape (2, ...) as (low, high)."""
+def contain_point(interval: object, point: object) -> np.ndarray:
+    """An interval (shape (2, ...) as (low, high)) widened to hold its point estimate, so that
+    low <= point <= high always: a percentile interval from a zero-width or few-sample
+    bootstrap (or from samples stored rounded) can miss the point by rounding. A NaN bound or a
+    non-finite point is left as it is (no interval is made out of nothing)."""
+    out = np.array(interval, dtype=float)
+    p = np.asarray(point, dtype=float)
+    ok = np.isfinite(p)
+    out[0] = np.where(ok, np.minimum(out[0], p), out[0])
+    out[1] = np.where(ok, np.maximum(out[1], p), out[1])
+    return out
+
+
+def percentile_interval(
+    samples: np.ndarray, level: float = 0.95, axis: int = 0, *, point: object = None
+) -> np.ndarray:
+    """Equal-tailed percentile interval, ignoring NaNs; shape (2, ...) as (low, high). With
+    `point` (the estimate the interval goes with), widened to contain it (`contain_point`)."""
+    out = _percentile_interval(samples, level, axis)
+    return out if point is None else contain_point(out, point)
+
+
+def _percentile_interval(samples: np.ndarray, level: float, axis: int) -> np.ndarray:
     tail = (1.0 - level) / 2.0
     samples = np.asarray(samples, dtype=float)
     if samples.ndim != 1:

@@ -41,7 +41,7 @@ import pandas as pd
 
 from .laws import fit_optimum_laws
 from .optimum import cell_optima, searched_cells
-from .runs import validate_runs
+from .runs import read_csv_table, read_curves, validate_runs
 
 __all__ = ["TARGETS", "extrapolation_backtest", "grid_loss_at"]
 
@@ -420,8 +420,11 @@ def main(argv: list[str] | None = None) -> int:
         if path is not None and not path.exists():
             p.exit(2, f"error: file not found: {path}\n")
     started = time.perf_counter()
-    runs = pd.read_csv(args.runs)
-    curves = pd.read_csv(args.curves) if args.curves is not None else None
+    try:  # a file that cannot be read, or curves lacking a column, is an error
+        runs = read_csv_table(args.runs, "runs")
+        curves = read_curves(args.curves) if args.curves is not None else None
+    except ValueError as exc:
+        p.exit(2, f"error: {exc}\n")
     try:
         result, plots = extrapolation_backtest(runs, curves, seed=args.seed)
     except ValueError as exc:

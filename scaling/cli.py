@@ -121,17 +121,18 @@ def _interval(iv) -> str:
 
 def _cmd_fit(args) -> int:
     from .laws import fit
-    from .runs import read_runs
+    from .runs import read_curves, read_runs
 
     runs = read_runs(args.runs)
-    if args.curves and not Path(args.curves).is_file():
-        raise ValueError(f"{args.curves}: no such curves file")
+    # Read before fitting: a curves file given but unusable is an error (exit 2), not a
+    # trajectory law skipped with a warning.
+    curves = read_curves(args.curves) if args.curves else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             laws = fit(
                 runs,
-                args.curves,
+                curves,
                 bootstrap=args.bootstrap,
                 seed=args.seed,
                 n_jobs=args.n_jobs,

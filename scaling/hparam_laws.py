@@ -77,7 +77,9 @@ class PowerLaw:
         preds = self.sample_predictions(n_params, tokens, flops, batch_tokens)
         if preds is None:
             return None
-        lo, hi = percentile_interval(preds, level)
+        # Widened to contain the point estimate (inputs paired per sample have no single one).
+        point = self.predict(n_params, tokens, flops, batch_tokens)
+        lo, hi = percentile_interval(preds, level, point=point if np.ndim(point) == 0 else None)
         return float(lo), float(hi)
 
     def sample_predictions(self, n_params=None, tokens=None, flops=None, batch_tokens=None):
@@ -193,7 +195,7 @@ def _store_fit(law: PowerLaw, beta: np.ndarray, samples=None, level: float = 0.9
     if samples is None:
         return
     law.samples_ = np.array(samples)
-    lo, hi = percentile_interval(law.samples_, level)
+    lo, hi = percentile_interval(law.samples_, level, point=beta)
     law.params_ci_ = {"coef": (float(math.exp(lo[0])), float(math.exp(hi[0])))}
     for j, v in enumerate(law.variables):
         law.params_ci_[f"exp_{v}"] = (float(lo[1 + j]), float(hi[1 + j]))

@@ -31,7 +31,7 @@ from ._util import (
 from .hparam_laws import PowerLaw, fit_lr_at_batch, fit_power_law
 from .loss_law import LossLaw
 from .optimum import cell_optima, conditional_lr_optima, searched_cells
-from .runs import read_runs, runs_sha256, validate_runs
+from .runs import read_curves, read_runs, runs_sha256, validate_runs
 from .schedules import ScheduleSpec
 from .trajectory import CrossSizeTrajectoryLaw
 
@@ -444,9 +444,9 @@ class ScalingLaws:
         )
         if lrs is None:
             return None
-        lo, hi = percentile_interval(lrs)
         point = float(law.predict(n_params, tokens, batch_tokens=batch))
-        return float(min(lo, point)), float(max(hi, point))
+        lo, hi = percentile_interval(lrs, point=point)
+        return float(lo), float(hi)
 
     def compute_optimal(self, flops: float) -> dict:
         """The compute-optimal n_params and tokens for a FLOP budget (C = 6 N D), with the lr,
@@ -861,6 +861,10 @@ def fit(
     else:
         sha = runs.attrs.get("sha256") or runs_sha256(runs)
         runs = validate_runs(runs)
+    if isinstance(curves, (str, os.PathLike)):
+        # Read before any fit: a curves file that cannot be read (or lacks a column) is an
+        # error, not a trajectory law skipped with a warning.
+        curves = read_curves(curves)
     if sweep is None:
         sweep = (
             str(runs["sweep"].dropna().iloc[0])
@@ -977,9 +981,7 @@ def fit(
     return ScalingLaws(doc, trajectory_law=trajectory)
 
 
-def _fit_trajectory(runs: pd.DataFrame, curves, options: dict):
-    if isinstance(curves, (str, os.PathLike)):
-        curves = pd.read_csv(curves)
+def _fit_trajectory(runs: pd.DataFrame, curves: pd.DataFrame, options: dict):
     try:
         return CrossSizeTrajectoryLaw(**options).fit(runs, curves)
     except (ValueError, RuntimeError) as exc:

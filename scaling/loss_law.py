@@ -25,7 +25,14 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import huber
 
-from ._util import as_positive_array, n_levels, percentile_interval, single_threaded_blas
+from ._util import (
+    as_positive_array,
+    check_positive,
+    check_positive_values,
+    n_levels,
+    percentile_interval,
+    single_threaded_blas,
+)
 
 __all__ = ["LossLaw", "FORMS"]
 
@@ -528,7 +535,7 @@ class LossLaw:
             if self.params_[k] is None or k in fixed:
                 self.params_ci_[k] = None
             else:
-                lo, hi = percentile_interval(samples[:, j])
+                lo, hi = percentile_interval(samples[:, j], point=self.params_[k])
                 self.params_ci_[k] = (float(lo), float(hi))
 
     # --- using the law ---------------------------------------------------------------------
@@ -550,15 +557,22 @@ class LossLaw:
         return params["E"] + out
 
     def predict(self, n_params, tokens) -> np.ndarray | float:
-        """Predicted final loss; a float for scalar inputs."""
+        """Predicted final loss; a float for scalar inputs. n_params and tokens must be positive
+        finite numbers (or arrays of them): ValueError naming the argument otherwise."""
         self._check_fitted()
+        n_params = check_positive_values("n_params", n_params)
+        tokens = check_positive_values("tokens", tokens)
         out = self._evaluate(self.params_, n_params, tokens)
         return float(out) if out.ndim == 0 else out
 
     def predict_interval(self, n_params, tokens, level: float = 0.95) -> tuple[float, float] | None:
         """Percentile interval of the predicted loss over the bootstrap fits (parameter
-        uncertainty only, not run-to-run noise), or None without a bootstrap."""
+        uncertainty only, not run-to-run noise), or None without a bootstrap. It always
+        contains the point estimate `predict(n_params, tokens)`."""
         self._check_fitted()
+        n_params = check_positive_values("n_params", n_params)
+        tokens = check_positive_values("tokens", tokens)
+        level = check_positive("level", level, upper=1.0)
         samples = self.bootstrap_samples_
         if samples is None or len(samples) == 0:
             return None
@@ -573,7 +587,8 @@ class LossLaw:
             d_term = np.where(np.isfinite(col["B"]), col["B"] / d ** col["beta"], 0.0)
             inner = n_term + d_term
             preds = col["E"] + np.where(np.isfinite(col["gamma"]), inner ** col["gamma"], inner)
-        lo, hi = percentile_interval(preds, level)
+        point = self._evaluate(self.params_, n, d)
+        lo, hi = percentile_interval(preds, level, point=point)
         return float(lo), float(hi)
 
     def _row(self, row: np.ndarray) -> dict[str, Any]:
@@ -599,6 +614,7 @@ class LossLaw:
         """N*(C), D*(C) minimizing L under C = 6 N D (closed form, both full forms), the loss
         there, and bootstrap intervals of all three."""
         self._check_fitted()
+        flops = check_positive("flops", flops)
         if not self.supports_compute_optimal:
             raise ValueError(
                 f"compute-optimal allocation needs both the N and D terms; this law is {self.form_}"
@@ -617,7 +633,7 @@ class LossLaw:
                 [float(self._evaluate(p, n, d)) for p, (n, d) in zip(rows, alloc, strict=False)]
             )
             for key, col in (("n_params", alloc[:, 0]), ("tokens", alloc[:, 1]), ("loss", losses)):
-                lo, hi = percentile_interval(col)
+                lo, hi = percentile_interval(col, point=out[key])
                 out["intervals"][key] = (float(lo), float(hi))
         return out
 

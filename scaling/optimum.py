@@ -412,7 +412,7 @@ def cell_optima(
             "method": opt.method,
         }
         if boot is not None:
-            lo, hi = percentile_interval(boot[:, j, :2])
+            lo, hi = percentile_interval(boot[:, j, :2], point=[opt.log_lr, opt.log_batch])
             row.update(
                 lr_low=math.exp(lo[0]),
                 lr_high=math.exp(hi[0]),

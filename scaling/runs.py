@@ -14,9 +14,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["REQUIRED_COLUMNS", "read_runs", "validate_runs", "runs_sha256"]
+__all__ = [
+    "CURVES_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "read_csv_table",
+    "read_curves",
+    "read_runs",
+    "validate_runs",
+    "runs_sha256",
+]
 
 REQUIRED_COLUMNS = ("n_params", "tokens", "lr", "batch_tokens", "loss")
+CURVES_COLUMNS = ("run_id", "step", "loss")
 _POSITIVE = ("n_params", "tokens", "lr", "batch_tokens")
 _STATES = ("complete", "pruned", "diverged", "failed")
 _TRUE = {"true", "1", "yes", "t", "y"}
@@ -148,16 +157,44 @@ def runs_sha256(runs: pd.DataFrame | str | os.PathLike) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def read_runs(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a runs CSV and validate it (see `validate_runs`); errors name the file."""
+def read_csv_table(path: str | os.PathLike, what: str = "table") -> pd.DataFrame:
+    """A CSV file as a DataFrame, or a one-line ValueError naming the file when it is missing,
+    cannot be read, or is not CSV."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: no such runs file")
+        raise ValueError(f"{path}: no such {what} file")
     try:
-        df = pd.read_csv(path)
+        return pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: cannot parse as CSV: {exc}") from exc
-    df = validate_runs(df, source=str(path))
+        raise ValueError(f"{path}: cannot parse as CSV: {' '.join(str(exc).split())}") from exc
+    except OSError as exc:  # a file we may not read
+        raise ValueError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+
+
+def read_curves(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a curves CSV (contract 1: run_id, step, loss at the logged steps): a ValueError
+    naming the file when it is missing, cannot be read, lacks a column or holds a step or loss
+    that is not a number. A file the user names must be usable, not skipped with a warning."""
+    df = read_csv_table(path, "curves")
+    missing = [c for c in CURVES_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: curves table is missing column(s) {', '.join(missing)}")
+    for col in ("step", "loss"):
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = np.flatnonzero(values.isna().to_numpy() & df[col].notna().to_numpy())
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(
+                f"{path}: column {col!r}, row {i + 2}: expected a number, got {df[col].iloc[i]!r}"
+            )
+        df[col] = values
+    df.attrs["source"] = str(path)
+    return df
+
+
+def read_runs(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a runs CSV and validate it (see `validate_runs`); errors name the file."""
+    df = validate_runs(read_csv_table(path, "runs"), source=str(path))
     df.attrs["source"] = str(path)
     df.attrs["sha256"] = runs_sha256(path)
     return df

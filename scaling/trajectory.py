@@ -35,7 +35,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import huber, ndtri
 
-from ._util import check_batch_fits
+from ._util import check_batch_fits, contain_point
 
 __all__ = [
     "CrossSizeTrajectoryLaw",
@@ -511,8 +511,8 @@ class TrajectoryLaw:
         _not_fitted(self)
         if self.theta_boot_.shape[0] < 2:
             return {n: (v, v) for n, v in self.params_.items()}
-        lo = np.exp(np.quantile(self.theta_boot_, 0.025, axis=0))
-        hi = np.exp(np.quantile(self.theta_boot_, 0.975, axis=0))
+        q = np.quantile(self.theta_boot_, [0.025, 0.975], axis=0)
+        lo, hi = np.exp(contain_point(q, self.theta_))
         return {n: (float(a), float(b)) for n, a, b in zip(PARAM_NAMES, lo, hi, strict=True)}
 
     def fit(self, curves, lr_schedules: dict[Any, Any]) -> TrajectoryLaw:
@@ -678,7 +678,7 @@ class CrossSizeTrajectoryLaw:
     def params_ci_(self) -> dict[str, tuple[float, float]]:
         _not_fitted(self)
         boot = self.theta_boot_ if self.theta_boot_.shape[0] >= 2 else self.theta_[None, :]
-        lo, hi = np.quantile(boot, 0.025, axis=0), np.quantile(boot, 0.975, axis=0)
+        lo, hi = contain_point(np.quantile(boot, [0.025, 0.975], axis=0), self.theta_)
         out = {}
         for i, k in enumerate(self.THETA_NAMES):
             f = math.exp if k in ("l0", "a", "b", "alpha", "C", "beta", "gamma") else float

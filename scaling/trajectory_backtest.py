@@ -311,7 +311,7 @@ def _markdown(table, excluded, command: str, seconds: float, skip_frac: float) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    import pandas as pd
+    from .runs import CURVES_COLUMNS, read_csv_table
 
     parser = argparse.ArgumentParser(
         prog="python -m scaling.trajectory_backtest", description=__doc__
@@ -339,14 +339,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.bootstrap < 0:
         parser.exit(2, f"error: --bootstrap must be >= 0, got {args.bootstrap}\n")
     started = time.perf_counter()
-    runs, curves = pd.read_csv(args.runs), pd.read_csv(args.curves)
-    for name, table_, needed in (
-        ("--runs", runs, ("run_id", "n_params", "lr", "batch_tokens")),
-        ("--curves", curves, ("run_id", "step", "loss")),
+    try:  # a file that cannot be read or parsed is an error, as a missing one is
+        runs, curves = read_csv_table(args.runs, "runs"), read_csv_table(args.curves, "curves")
+    except ValueError as exc:
+        parser.exit(2, f"error: {exc}\n")
+    for name, path, table_, needed in (
+        ("--runs", args.runs, runs, ("run_id", "n_params", "lr", "batch_tokens")),
+        ("--curves", args.curves, curves, CURVES_COLUMNS),
     ):
         missing = [c for c in needed if c not in table_.columns]
         if missing:
-            parser.exit(2, f"error: {name}: missing column(s) {', '.join(missing)}\n")
+            parser.exit(2, f"error: {name}: missing column(s) {', '.join(missing)} in {path}\n")
     try:
         table, plots, excluded = backtest(
             runs,

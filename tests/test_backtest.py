@@ -90,3 +90,24 @@ def test_cli_missing_file_is_one_error_line(tmp_path, capsys):
         main(["--runs", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "b.md")])
     assert exc.value.code == 2
     assert "file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        (b"a,b\n1,2\n", "curves table is missing column(s) run_id, step, loss"),
+        (b'run_id,step,loss\n"r1,10,2.5\n', "cannot parse as CSV"),
+    ],
+)
+def test_cli_broken_curves_file_is_one_error_line(tmp_path, capsys, content, needle):
+    runs, _ = make_sweep(seed=2, tokens=(1e9, 3e9, 1e10))
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    curves = tmp_path / "curves.csv"
+    curves.write_bytes(content)
+    argv = ["--runs", str(tmp_path / "runs.csv"), "--curves", str(curves)]
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--out", str(tmp_path / "b.md")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {curves}: ") and needle in err
+    assert err.count("\n") == 1 and not (tmp_path / "b.md").exists()

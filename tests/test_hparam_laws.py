@@ -126,6 +126,21 @@ def test_round_trip_and_errors():
         fit_power_law("lr", [1e6, 1e7], [1e8, 1e8], [np.nan, 2e-3])
 
 
+@pytest.mark.parametrize("shift", [1e-9, -1e-9])
+def test_a_zero_width_interval_still_contains_its_point_estimate(shift):
+    from scaling.hparam_laws import PowerLaw, _store_fit
+
+    law = PowerLaw("lr", ("N", "D"), {"coef": 0.5, "exp_N": -0.3, "exp_D": 0.1})
+    beta = law._beta()
+    # Every resample at the same solution, a hair off the point fit (a zero-width spread).
+    _store_fit(law, beta, [beta + [shift, shift, 0.0]] * 40)
+    for key, (lo, hi) in law.params_ci_.items():
+        assert lo <= law.params_[key] <= hi, (key, lo, law.params_[key], hi)
+    point = law.predict(1e9, 1e10)
+    lo, hi = law.predict_interval(1e9, 1e10)
+    assert lo <= point <= hi and hi - lo < 1e-6 * point
+
+
 def test_edge_cell_warnings_name_the_form_and_agree_with_the_counts():
     # 6 cells on a 3 x 2 (N, D) grid, 3 of them with their optimum on the grid's edge: the
     # (N, D) law (3 parameters) must keep them, the compute law (2 parameters) can leave them out.

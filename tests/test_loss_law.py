@@ -4,11 +4,14 @@ error, and allocates compute the way the closed form says."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from scipy.optimize import minimize_scalar
 
 from scaling import LossLaw
+from scaling._util import percentile_interval
 
 TRUE = {"E": 1.8, "A": 400.0, "alpha": 0.34, "B": 2000.0, "beta": 0.36}
 
@@ -125,6 +128,82 @@ def test_errors():
         LossLaw().fit(
             [1e6, 2e6, 4e6, 1e6, 4e6], [1e9, 2e9, 4e9, 4e9, 1e9], [3, 2.9, 2.8, 2.85, 2.9]
         )
+
+
+@pytest.mark.parametrize("bad", [0, 0.0, -1.0, -1e9, float("nan"), float("inf"), "1e9", None, True])
+@pytest.mark.parametrize("field", ["n_params", "tokens"])
+def test_predict_rejects_bad_inputs_naming_the_field_and_value(fitted, field, bad):
+    args = {"n_params": 1e9, "tokens": 2e10, field: bad}
+    needle = rf"^{field} must be a positive finite number, got {re.escape(repr(bad))}$"
+    with pytest.raises(ValueError, match=needle):
+        fitted.predict(**args)
+    with pytest.raises(ValueError, match=needle):
+        fitted.predict_interval(**args)
+
+
+def test_predict_rejects_a_bad_element_of_an_array_and_keeps_arrays_working(fitted):
+    with pytest.raises(
+        ValueError, match=r"^n_params\[1\] must be a positive finite number, got -1"
+    ):
+        fitted.predict(np.array([1e9, -1.0]), 2e10)
+    with pytest.raises(ValueError, match=r"^tokens\[2\] must be a positive finite number, got nan"):
+        fitted.predict(1e9, [2e10, 3e10, float("nan")])
+    with pytest.raises(ValueError, match=r"^tokens must be positive finite numbers"):
+        fitted.predict(1e9, ["a", "b"])
+    with pytest.raises(ValueError, match=r"^level must be at most 1"):
+        fitted.predict_interval(1e9, 2e10, level=95)
+    grid = fitted.predict(np.array([[1e8, 1e9], [1e10, 1e11]]), np.int64(20_000_000_000))
+    assert grid.shape == (2, 2)
+    assert grid[0, 1] == pytest.approx(fitted.predict(1e9, 2e10), rel=1e-12)
+
+
+def _degenerate(shift: float) -> LossLaw:
+    """A law whose bootstrap resamples all agree (zero spread) but sit `shift` (relative) off
+    the point fit in E: the rounding a stored, or a noise-free, bootstrap leaves."""
+    row = [TRUE["E"] * (1 + shift), TRUE["A"], TRUE["alpha"], TRUE["B"], TRUE["beta"]]
+    return LossLaw.from_dict(
+        {
+            "form": "E+A/N^alpha+B/D^beta",
+            "params": dict(TRUE),
+            "bootstrap": {"columns": ["E", "A", "alpha", "B", "beta"], "samples": [row] * 50},
+        }
+    )
+
+
+@pytest.mark.parametrize("shift", [1e-9, -1e-9])
+def test_a_zero_width_interval_still_contains_its_point_estimate(shift):
+    law = _degenerate(shift)
+    point = law.predict(3e9, 1e11)
+    lo, hi = law.predict_interval(3e9, 1e11)
+    assert lo <= point <= hi
+    assert hi - lo < 1e-8  # widened to the point, no further
+    res = law.compute_optimal(1e21)
+    for key in ("n_params", "tokens", "loss"):
+        lo, hi = res["intervals"][key]
+        assert lo <= res[key] <= hi, (key, lo, res[key], hi)
+
+
+def test_percentile_interval_widens_to_its_point_and_leaves_nan_alone():
+    samples = np.full(40, 2.0 + 1e-9)
+    assert not percentile_interval(samples)[0] <= 2.0  # the miss the point= argument mends
+    lo, hi = percentile_interval(samples, point=2.0)
+    assert lo <= 2.0 <= hi and hi == 2.0 + 1e-9
+    lo, hi = percentile_interval(samples, point=float("nan"))  # no point: unchanged
+    assert lo == hi == 2.0 + 1e-9
+    assert np.isnan(percentile_interval(np.full(5, np.nan), point=2.0)).all()  # no samples
+    two = np.column_stack([np.full(30, 1.0 - 1e-9), np.full(30, 5.0 + 1e-9)])
+    lo, hi = percentile_interval(two, point=[1.0, 5.0])
+    assert (lo <= [1.0, 5.0]).all() and ([1.0, 5.0] <= hi).all()
+
+
+def test_fitted_parameter_intervals_contain_the_point_fit():
+    # Noise-free points: every resample refits to (nearly) the same law, a zero-width spread.
+    n = np.repeat(np.geomspace(1e6, 3e8, 5), 4)
+    d = np.tile(np.geomspace(2e7, 5e9, 4), 5)
+    exact = LossLaw(bootstrap=20, seed=0, n_jobs=1).fit(n, d, law(n, d))
+    for key, ci in exact.params_ci_.items():
+        if ci is not None:
+            assert ci[0] <= exact.params_[key] <= ci[1], (key, ci, exact.params_[key])
 
 
 # --- the coupled form L = E + (A/N^alpha + B/D)^gamma ------------------------------------------

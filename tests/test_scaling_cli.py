@@ -188,6 +188,45 @@ def test_bad_arguments_exit_2_with_one_line(argv, needle, capsys):
     assert needle in err and len(err.splitlines()) == 1 and "Traceback" not in err
 
 
+_BROKEN_CURVES = [
+    (b"a,b\n1,2\n", "curves table is missing column(s) run_id, step, loss"),
+    (b"run_id,step\nr1,10\n", "missing column(s) loss"),
+    (b'run_id,step,loss\n"r1,10,2.5\n', "cannot parse as CSV"),
+    (b"\x89PNG\r\n\x1a\n\x00\xff\xfe\x92", "cannot parse as CSV"),
+    (b"", "cannot parse as CSV"),
+    (b"run_id,step,loss\nr1,10,2.5\nr1,20,abc\n", "column 'loss', row 3: expected a number"),
+]
+
+
+@pytest.mark.parametrize("content, needle", _BROKEN_CURVES)
+def test_fit_with_a_broken_curves_file_is_an_error(tmp_path, capsys, content, needle):
+    # A curves file given on the command line that cannot be used: exit 2 with one line naming
+    # the file, not a trajectory law skipped with a warning and exit 0.
+    runs, _ = make_sweep(seed=33, sizes=(2e6, 6e6, 2e7), sweep="cli-curves")
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    curves = tmp_path / "curves.csv"
+    curves.write_bytes(content)
+    out = tmp_path / "laws.json"
+    argv = ["fit", str(tmp_path / "runs.csv"), "--curves", str(curves), "-o", str(out)]
+    assert main([*argv, "--bootstrap", "0", "--n-jobs", "1", "--no-report"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {curves}: ") and needle in err, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_fit_from_python_with_a_broken_curves_path_raises(tmp_path):
+    from scaling import fit
+
+    runs, _ = make_sweep(seed=33, sizes=(2e6, 6e6, 2e7), sweep="cli-curves")
+    curves = tmp_path / "curves.csv"
+    curves.write_text("a,b\n1,2\n")
+    with pytest.raises(
+        ValueError, match=r"curves\.csv: curves table is missing column\(s\) run_id"
+    ):
+        fit(runs, curves, bootstrap=0, n_jobs=1)
+
+
 def test_module_entry_point_bad_law_file(tmp_path):
     bad = tmp_path / "laws.json"
     bad.write_text('{"format_version": 7')

@@ -156,3 +156,30 @@ def test_cli_bad_input_is_one_error_line(tables, tmp_path, capsys, change, messa
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1
     assert not (tmp_path / "tb.md").exists()
+
+
+@pytest.mark.parametrize(
+    "which, content, needle",
+    [
+        ("curves", b'run_id,step,loss\n"r1,10,2.5\n', "cannot parse as CSV"),
+        ("curves", b"\x89PNG\r\n\x1a\n\x00\xff\xfe\x92", "cannot parse as CSV"),
+        ("curves", b"a,b\n1,2\n", "missing column(s) run_id, step, loss in "),
+        ("runs", b"", "cannot parse as CSV"),
+    ],
+)
+def test_cli_unreadable_file_is_one_error_line_naming_it(
+    tables, tmp_path, capsys, which, content, needle
+):
+    d, _, _ = tables
+    paths = {"runs": d / "runs.csv", "curves": d / "curves.csv"}
+    paths[which] = tmp_path / f"{which}.csv"
+    paths[which].write_bytes(content)
+    argv = ["--runs", str(paths["runs"]), "--curves", str(paths["curves"]),
+            "--out", str(tmp_path / "tb.md"), "--bootstrap", "0"]  # fmt: skip
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and needle in err and str(paths[which]) in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "tb.md").exists()
