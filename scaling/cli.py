@@ -233,9 +233,8 @@ def _cmd_trajectory(args) -> int:
                 schedule=name,
                 warmup=args.warmup,
                 points=args.points,
-                lr=args.lr,
-                batch_tokens=args.batch_tokens,
                 max_steps=MAX_TRAJECTORY_STEPS,
+                inputs=inputs,
             )
             curve.insert(0, "schedule", name)
             frames.append(curve)

@@ -558,18 +558,25 @@ class ScalingLaws:
         batch_tokens: float | None = None,
         seq_len: int | None = None,
         max_steps: int | None = None,
+        inputs: dict[str, Any] | None = None,
     ) -> pd.DataFrame:
         """The predicted loss curve (columns step, tokens, lr, loss, loss_low, loss_high) under
         a schedule, at the given lr / batch or the ones the laws recommend. `frame.attrs` holds
         the peak LR and batch used and where they came from (see `trajectory_inputs`).
-        max_steps refuses (ValueError on tokens) a run of more optimizer steps than that."""
+        max_steps refuses (ValueError on tokens) a run of more optimizer steps than that.
+        inputs: what `trajectory_inputs(n_params, tokens, ...)` returned for these same
+        arguments, to draw several schedules from one prediction (instead of lr, batch_tokens
+        and seq_len)."""
         if not isinstance(points, (int, np.integer)) or isinstance(points, bool) or points < 2:
             raise ValueError(f"points must be an integer >= 2, got {points!r}")
         if not isinstance(schedule, (str, ScheduleSpec)):
             raise ValueError(f"schedule must be a name or a ScheduleSpec, got {schedule!r}")
-        inputs = self.trajectory_inputs(
-            n_params, tokens, lr=lr, batch_tokens=batch_tokens, seq_len=seq_len
-        )
+        if inputs is None:
+            inputs = self.trajectory_inputs(
+                n_params, tokens, lr=lr, batch_tokens=batch_tokens, seq_len=seq_len
+            )
+        else:
+            inputs = self._check_trajectory_inputs(inputs, tokens, lr, batch_tokens, seq_len)
         if max_steps is not None and inputs["steps"] > max_steps:
             raise ValueError(
                 f"tokens {tokens:g} at batch_tokens {inputs['batch_tokens']:g} is "
@@ -630,6 +637,24 @@ class ScalingLaws:
                 )
         frame.attrs["warnings"] = warns
         return frame
+
+    @staticmethod
+    def _check_trajectory_inputs(inputs, tokens, lr, batch_tokens, seq_len) -> dict[str, Any]:
+        if lr is not None or batch_tokens is not None or seq_len is not None:
+            raise ValueError("inputs: give either inputs or lr / batch_tokens / seq_len, not both")
+        keys = ("lr", "lr_source", "batch_tokens", "batch_tokens_source", "steps", "prediction")
+        if not isinstance(inputs, dict) or any(k not in inputs for k in keys):
+            raise ValueError(
+                f"inputs must be what trajectory_inputs returns (keys {', '.join(keys)}), "
+                f"got {inputs!r:.200}"
+            )
+        tokens = check_positive("tokens", tokens, lower=1.0)
+        if inputs["steps"] != max(1, round(tokens / inputs["batch_tokens"])):
+            raise ValueError(
+                f"inputs: made for another token budget ({inputs['steps']} steps at batch_tokens "
+                f"{inputs['batch_tokens']:g}, not tokens {tokens:g})"
+            )
+        return inputs
 
 
 def _numeric_allocation(loss_law, flops: float) -> tuple[float, float]:

@@ -217,8 +217,7 @@ class LawRegistry:
             n_params, tokens, lr=query.get("lr"), batch_tokens=batch_tokens, seq_len=seq_len
         )
         # One prediction per request: trajectory_inputs made it (at these very arguments)
-        # unless both lr and batch_tokens were given; the curve below is drawn at the given
-        # lr and batch, so law.trajectory makes none.
+        # unless both lr and batch_tokens were given, and law.trajectory reuses it.
         prediction = inputs["prediction"]
         if prediction is None:
             prediction = law.predict(n_params, tokens, seq_len=seq_len, batch_tokens=batch_tokens)
@@ -239,8 +238,7 @@ class LawRegistry:
             schedule=query["schedule"],
             points=query["points"],
             warmup=query.get("warmup"),
-            lr=inputs["lr"],
-            batch_tokens=inputs["batch_tokens"],
+            inputs=inputs,
         )
         columns = {name: frame[name].to_numpy() for name in frame.columns}
         warns = list(prediction.get("warnings", []))

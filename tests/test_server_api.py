@@ -8,6 +8,7 @@ import json
 import logging
 import math
 
+import pandas as pd
 import pytest
 from server_support import fitted_laws, write_law_file
 
@@ -187,6 +188,33 @@ def test_trajectory_matches_the_python_api(client, fitted):
     assert body["peak_lr"] == pytest.approx(fitted.predict(1e8, 2e9).lr)
     assert set(body["extrapolation"]) >= {"n_params_factor", "tokens_factor"}
     assert isinstance(body["warnings"], list)
+
+
+def test_trajectory_carries_every_warning_of_the_python_api(client, fitted):
+    """The service draws the curve from the same inputs as the Python API, so it warns where
+    the API does (the curve's end outside the loss law's interval was dropped: the service
+    passed the recommended LR and batch as given ones)."""
+    frame = fitted.trajectory(1e8, 2e9, schedule="wsd", points=50)
+    assert any("ends at loss" in w for w in frame.attrs["warnings"])
+    body = client.get("/v1/trajectory?n_params=1e8&tokens=2e9&schedule=wsd&points=50").get_json()
+    assert set(frame.attrs["warnings"]) <= set(body["warnings"])
+
+
+def test_trajectory_from_precomputed_inputs(fitted):
+    """trajectory(inputs=trajectory_inputs(...)) draws the same curve with the same warnings,
+    and refuses inputs mixed with lr/batch or made for another token budget."""
+    inputs = fitted.trajectory_inputs(1e8, 2e9)
+    for schedule in ("cosine", "wsd"):
+        direct = fitted.trajectory(1e8, 2e9, schedule=schedule, points=20)
+        reused = fitted.trajectory(1e8, 2e9, schedule=schedule, points=20, inputs=inputs)
+        pd.testing.assert_frame_equal(direct, reused)
+        assert direct.attrs == reused.attrs
+    with pytest.raises(ValueError, match="not both"):
+        fitted.trajectory(1e8, 2e9, lr=1e-3, inputs=inputs)
+    with pytest.raises(ValueError, match="another token budget"):
+        fitted.trajectory(1e8, 4e9, inputs=inputs)
+    with pytest.raises(ValueError, match="inputs must be"):
+        fitted.trajectory(1e8, 2e9, inputs={"lr": 1e-3})
 
 
 def test_trajectory_at_a_given_lr_batch_and_warmup(client, fitted):
