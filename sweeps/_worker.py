@@ -404,6 +404,8 @@ class Worker:
             device=t.device,
             precision=t.precision,
             corpus=self.cfg.corpus,
+            corpus_vocab_size=self.cfg.corpus_vocab_size,
+            corpus_dtype=self.cfg.corpus_dtype,
             log_every=t.log_every,
             threads=self.threads,
         )
@@ -438,6 +440,7 @@ class Worker:
             "base_width": m.base_width if m.parametrization == "mup" else None,
             "trial_number": trial.number,
             "variant": cell.is_variant,
+            "corpus": self.cfg.corpus or "default",
             "worker": f"{socket.gethostname()}:{os.getpid()}",
         }
 

@@ -72,6 +72,12 @@ def _add_train(sub) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--corpus", default=None, help="text file/folder, prepared folder or .bin")
     p.add_argument("--vocab-size", type=int, default=None, help="for a .bin corpus")
+    p.add_argument(
+        "--corpus-dtype",
+        choices=("uint16", "uint32"),
+        default=None,
+        help="token dtype of a .bin corpus (default: uint16 up to 65536 ids, else uint32)",
+    )
     p.add_argument("--curve", type=Path, default=None, help="write the loss curve CSV here")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -95,7 +101,8 @@ def _train(args) -> int:
         ),
         weight_decay=args.weight_decay, grad_clip=args.grad_clip, eval_every=args.eval_every,
         eval_tokens=args.eval_tokens, seed=args.seed, device=args.device, precision=args.precision,
-        corpus=args.corpus, corpus_vocab_size=args.vocab_size, threads=args.threads,
+        corpus=args.corpus, corpus_vocab_size=args.vocab_size, corpus_dtype=args.corpus_dtype,
+        threads=args.threads,
     )  # fmt: skip
     result = train(config, progress=True)
     row = result.to_row()

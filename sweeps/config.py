@@ -7,7 +7,7 @@ A config names a model family, token budgets, a search space and the search sett
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ __all__ = [
     "CONFIG_DIR",
     "PRUNERS",
     "SAMPLERS",
+    "TOKEN_DTYPES",
     "BudgetConfig",
     "Cell",
     "ModelFamily",
@@ -40,6 +41,9 @@ __all__ = [
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 SAMPLERS = ("tpe", "grid", "cmaes", "random")
 PRUNERS = ("none", "median", "successive-halving", "hyperband")
+# Token dtypes of a pre-tokenized .bin corpus and how many ids each holds (sweeps.data reads
+# them; not imported from there, which would import torch to read a config).
+TOKEN_DTYPES = {"uint16": 1 << 16, "uint32": 1 << 32}
 
 
 class _Invalid(ValueError):
@@ -433,6 +437,10 @@ class SweepConfig:
     trials_per_cell: int = 8
     seed: int = 0
     corpus: str | None = None
+    # A pre-tokenized .bin corpus: its vocabulary size (the model's embedding and readout,
+    # model.vocab_size follows it) and token dtype (default: uint16 up to 65536 ids).
+    corpus_vocab_size: int | None = None
+    corpus_dtype: str | None = None
     results_dir: str = "results"
 
     @property
@@ -524,6 +532,8 @@ _TOP_KEYS = {
     "seed",
     "trials_per_cell",
     "corpus",
+    "corpus_vocab_size",
+    "corpus_dtype",
     "results_dir",
     "model",
     "budget",
@@ -574,6 +584,48 @@ def _check_budgets_hold_a_batch(cfg: SweepConfig) -> None:
             )
 
 
+def _parse_token_corpus(raw: dict[str, Any], family: ModelFamily) -> dict[str, Any]:
+    """corpus_vocab_size and corpus_dtype: required for, and only for, a .bin corpus (a text
+    corpus or a prepared folder brings its own vocabulary). The model's vocab_size follows
+    corpus_vocab_size; a model.vocab_size that disagrees is an error."""
+    corpus = raw.get("corpus")
+    is_bin = isinstance(corpus, str) and Path(corpus).suffix == ".bin"  # as load_corpus
+    kw: dict[str, Any] = {}
+    if "corpus_vocab_size" in raw:
+        vocab = _pos_int("corpus_vocab_size", raw["corpus_vocab_size"], minimum=2)
+        if vocab > max(TOKEN_DTYPES.values()):
+            raise _Invalid(f"corpus_vocab_size must be at most 2**32, got {vocab}")
+        kw["corpus_vocab_size"] = vocab
+    if "corpus_dtype" in raw:
+        kw["corpus_dtype"] = _choice("corpus_dtype", raw["corpus_dtype"], tuple(TOKEN_DTYPES))
+    if not is_bin:
+        for key in ("corpus_vocab_size", "corpus_dtype"):
+            if key in kw:
+                what = f"corpus={corpus!r}" if corpus else "the default corpus"
+                raise _Invalid(
+                    f"{key}={kw[key]!r} is only for a pre-tokenized .bin corpus; {what} brings "
+                    "its own vocabulary (model.vocab_size must match it)"
+                )
+        return kw
+    if "corpus_vocab_size" not in kw:
+        raise _Invalid(
+            f"corpus={corpus!r} is a pre-tokenized .bin file: corpus_vocab_size is required (its "
+            "vocabulary size, which sizes the model's embedding and readout)"
+        )
+    vocab, dtype = kw["corpus_vocab_size"], kw.get("corpus_dtype")
+    if dtype is not None and vocab > TOKEN_DTYPES[dtype]:
+        raise _Invalid(
+            f"corpus_vocab_size={vocab} does not fit corpus_dtype={dtype!r} (ids below "
+            f"{TOKEN_DTYPES[dtype]})"
+        )
+    if "vocab_size" in raw["model"] and family.vocab_size != vocab:
+        raise _Invalid(
+            f"model.vocab_size={family.vocab_size} disagrees with corpus_vocab_size={vocab}; "
+            "drop model.vocab_size (it follows corpus_vocab_size)"
+        )
+    return kw
+
+
 def _parse(raw: dict[str, Any], path: Path) -> SweepConfig:
     _check_keys("", raw, _TOP_KEYS)
     for required in ("model", "budget"):
@@ -584,7 +636,14 @@ def _parse(raw: dict[str, Any], path: Path) -> SweepConfig:
         raise _Invalid(f"name must be a non-empty string without '/', ':' or spaces, got {name!r}")
     family = ModelFamily.parse(_table("model", raw["model"]))
     budget = BudgetConfig.parse(_table("budget", raw["budget"]))
+    for key in ("corpus", "results_dir"):
+        if key in raw and (not isinstance(raw[key], str) or not raw[key]):
+            raise _Invalid(f"{key} must be a non-empty string, got {raw[key]!r}")
+    token_corpus = _parse_token_corpus(raw, family)
+    if "corpus_vocab_size" in token_corpus:
+        family = replace(family, vocab_size=token_corpus["corpus_vocab_size"])
     kw: dict[str, Any] = {"name": name, "path": path, "model": family, "budget": budget}
+    kw.update(token_corpus)
     kw["search"] = SearchSpace.parse(_table("search", raw.get("search", {})), family.seq_len)
     if "schedule" in raw:
         kw["schedule"] = _parse_schedule("schedule", raw["schedule"])
@@ -605,8 +664,6 @@ def _parse(raw: dict[str, Any], path: Path) -> SweepConfig:
         kw["seed"] = _pos_int("seed", raw["seed"], minimum=0)
     for key in ("corpus", "results_dir"):
         if key in raw:
-            if not isinstance(raw[key], str) or not raw[key]:
-                raise _Invalid(f"{key} must be a non-empty string, got {raw[key]!r}")
             kw[key] = raw[key]
     if kw["sampler"].name == "grid" and kw["search"].batch_tokens_range is not None:
         raise _Invalid("sampler 'grid' needs search.batch_tokens as a set, not a range")
@@ -650,7 +707,5 @@ def load_config(name_or_path: str | Path, **overrides: Any) -> SweepConfig:
     except _Invalid as exc:
         raise ValueError(f"{path}: {exc}") from None
     if overrides:
-        from dataclasses import replace
-
         cfg = replace(cfg, **overrides)
     return cfg

@@ -30,6 +30,7 @@ import torch
 __all__ = [
     "DEFAULT_CORPUS_DIR",
     "SOURCES",
+    "TOKEN_DTYPES",
     "Corpus",
     "Source",
     "load_corpus",
@@ -45,6 +46,11 @@ FORMAT_VERSION = 1
 # source (the corpus is a concatenation of very different texts).
 BLOCK = 1 << 16
 VAL_EVERY = 100
+# The token dtypes of a pre-tokenized .bin corpus (nanoGPT writes uint16).
+TOKEN_DTYPES = ("uint16", "uint32")
+# Tokens per chunk when a corpus's largest id is checked against its vocab_size: 32 MB of
+# uint16 at a time, so a file of any size is scanned in bounded memory.
+ID_CHECK_CHUNK = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -172,6 +178,17 @@ class Corpus:
         chunk = torch.from_numpy(data[idx].astype(np.int64))
         return chunk[:, :-1], chunk[:, 1:]
 
+    def check_seq_len(self, seq_len: int) -> None:
+        """Refuse a corpus whose train or val split is shorter than one sequence (seq_len
+        inputs and their next-token targets)."""
+        for name in ("train", "val"):
+            n = len(self.split(name))
+            if n < seq_len + 1:
+                raise ValueError(
+                    f"corpus {self.path or 'default'} is too short for one sequence: its {name} "
+                    f"split holds {n} tokens, fewer than seq_len + 1 = {seq_len + 1}"
+                )
+
     def check_budget(self, tokens: int) -> None:
         """Warn when a run of `tokens` training tokens would see training data twice."""
         if tokens > len(self.train):
@@ -183,17 +200,38 @@ class Corpus:
 
 
 def load_corpus(
-    path: str | Path | None = None, *, vocab_size: int | None = None, val_frac: float = 0.01
+    path: str | Path | None = None,
+    *,
+    vocab_size: int | None = None,
+    dtype: str | None = None,
+    val_frac: float = 0.01,
+    seq_len: int | None = None,
+    check_ids: bool = True,
 ) -> Corpus:
     """Load a corpus.
 
     - None: the default corpus in data/corpus (prepared by `python -m sweeps.data prepare`).
     - a folder with train.bin/val.bin/meta.json: a prepared corpus.
-    - a .bin file: pre-tokenized ids (nanoGPT convention); `vocab_size` is required and picks
-      the dtype (uint16 up to 65536, else uint32); the last `val_frac` is validation.
+    - a .bin file: pre-tokenized ids (nanoGPT convention); `vocab_size` is required, `dtype`
+      ("uint16" or "uint32") defaults to uint16 up to 65536 ids, else uint32; the last
+      `val_frac` is validation.
     - a text file, or a folder of *.txt files: UTF-8 bytes as tokens (vocab 256), split by
       `val_frac` as for the default corpus.
+
+    Token files are memory-mapped, never read whole. A file whose size is not a whole number
+    of tokens, or whose largest id is not below the vocab_size (checked in chunks, unless
+    `check_ids` is False: a caller that checked the same file already), is refused; so is a
+    corpus with a split shorter than one sequence when `seq_len` is given. `vocab_size` and
+    `dtype` are only for a .bin file (a vocab_size equal to another corpus's own is accepted).
     """
+    if dtype is not None and dtype not in TOKEN_DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(TOKEN_DTYPES)}, got {dtype!r}")
+    if vocab_size is not None and (
+        not isinstance(vocab_size, (int, np.integer))
+        or isinstance(vocab_size, bool)
+        or vocab_size < 2
+    ):
+        raise ValueError(f"vocab_size must be an integer >= 2, got {vocab_size!r}")
     if path is None:
         path = DEFAULT_CORPUS_DIR
         if not (path / "meta.json").exists():
@@ -204,30 +242,87 @@ def load_corpus(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"corpus not found: {path}")
+    is_bin = path.suffix == ".bin" and path.is_file()
+    if dtype is not None and not is_bin:
+        raise ValueError(f"dtype={dtype!r} is only for a .bin corpus, not {path}")
     if path.is_dir() and (path / "meta.json").exists():
         meta = json.loads((path / "meta.json").read_text())
-        dtype = np.dtype(meta["dtype"])
-        train = np.memmap(path / "train.bin", dtype=dtype, mode="r")
-        val = np.memmap(path / "val.bin", dtype=dtype, mode="r")
-        return Corpus(train, val, int(meta["vocab_size"]), path, meta)
-    if path.suffix == ".bin":
+        token_dtype, own_vocab = np.dtype(meta["dtype"]), int(meta["vocab_size"])
+        _check_own_vocab(path, vocab_size, own_vocab)
+        train = _open_tokens(path / "train.bin", token_dtype)
+        val = _open_tokens(path / "val.bin", token_dtype)
+        if check_ids:
+            _check_token_ids(path / "train.bin", train, own_vocab)
+            _check_token_ids(path / "val.bin", val, own_vocab)
+        corpus = Corpus(train, val, own_vocab, path, meta)
+    elif is_bin:
         if vocab_size is None:
             raise ValueError(
                 f"a .bin corpus needs its vocab_size: load_corpus({str(path)!r}, vocab_size=...)"
             )
-        dtype = np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
-        tokens = np.memmap(path, dtype=dtype, mode="r")
+        vocab_size = int(vocab_size)
+        token_dtype = np.dtype(dtype or (np.uint16 if vocab_size <= 1 << 16 else np.uint32))
+        if vocab_size > np.iinfo(token_dtype).max + 1:
+            raise ValueError(
+                f"vocab_size {vocab_size} does not fit {token_dtype.name} tokens (ids below "
+                f"{np.iinfo(token_dtype).max + 1}) in {path}"
+            )
+        tokens = _open_tokens(path, token_dtype)
+        if check_ids:
+            _check_token_ids(path, tokens, vocab_size)
         cut = _split_point(len(tokens), val_frac, path)
-        meta = {"source": str(path), "dtype": dtype.name, "vocab_size": vocab_size}
-        return Corpus(tokens[:cut], tokens[cut:], vocab_size, path, meta)
-    files = sorted(path.rglob("*.txt")) if path.is_dir() else [path]
-    if not files:
-        raise FileNotFoundError(f"no *.txt files under {path}")
-    text = b"\n\n".join(f.read_bytes() for f in files)
-    tokens = np.frombuffer(text, dtype=np.uint8)
-    cut = _split_point(len(tokens), val_frac, path)
-    meta = {"source": str(path), "dtype": "uint8", "vocab_size": 256, "files": len(files)}
-    return Corpus(tokens[:cut], tokens[cut:], 256, path, meta)
+        meta = {"source": str(path), "dtype": token_dtype.name, "vocab_size": vocab_size}
+        corpus = Corpus(tokens[:cut], tokens[cut:], vocab_size, path, meta)
+    else:
+        _check_own_vocab(path, vocab_size, 256)
+        files = sorted(path.rglob("*.txt")) if path.is_dir() else [path]
+        if not files:
+            raise FileNotFoundError(f"no *.txt files under {path}")
+        text = b"\n\n".join(f.read_bytes() for f in files)
+        tokens = np.frombuffer(text, dtype=np.uint8)
+        cut = _split_point(len(tokens), val_frac, path)
+        meta = {"source": str(path), "dtype": "uint8", "vocab_size": 256, "files": len(files)}
+        corpus = Corpus(tokens[:cut], tokens[cut:], 256, path, meta)
+    if seq_len is not None:
+        corpus.check_seq_len(seq_len)
+    return corpus
+
+
+def _check_own_vocab(path: Path, vocab_size: int | None, own: int) -> None:
+    if vocab_size is not None and vocab_size != own:
+        raise ValueError(
+            f"vocab_size {vocab_size} is only for a pre-tokenized .bin corpus: {path} brings its "
+            f"own vocabulary (vocab_size {own})"
+        )
+
+
+def _open_tokens(path: Path, dtype: np.dtype) -> np.ndarray:
+    """The token file memory-mapped, after checking that it holds whole tokens."""
+    size = path.stat().st_size
+    if size % dtype.itemsize:
+        raise ValueError(
+            f"corpus {path} is {size} bytes, not a whole number of {dtype.name} tokens "
+            f"({dtype.itemsize} bytes each): a truncated file, or another dtype"
+        )
+    if size == 0:
+        raise ValueError(f"corpus {path} is empty")
+    return np.memmap(path, dtype=dtype, mode="r")
+
+
+def _check_token_ids(path: Path, tokens: np.ndarray, vocab_size: int) -> None:
+    """Refuse token ids >= vocab_size (they would index past the embedding): the largest id
+    is found in chunks of ID_CHECK_CHUNK tokens over the memory map, and not at all when the
+    dtype cannot hold such an id."""
+    if np.iinfo(tokens.dtype).max < vocab_size:
+        return
+    top = 0
+    for start in range(0, len(tokens), ID_CHECK_CHUNK):
+        top = max(top, int(tokens[start : start + ID_CHECK_CHUNK].max()))
+    if top >= vocab_size:
+        raise ValueError(
+            f"corpus {path} holds token id {top}, not below its vocab_size {vocab_size} "
+            f"({tokens.dtype.name} tokens): a wrong vocab_size or dtype"
+        )
 
 
 def _split_point(n: int, val_frac: float, path: Path) -> int:
@@ -473,7 +568,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-frac", type=float, default=0.01)
     p = sub.add_parser("info", help="print a corpus's metadata")
     p.add_argument("path", nargs="?", default=None)
-    p.add_argument("--vocab-size", type=int, default=None)
+    p.add_argument("--vocab-size", type=int, default=None, help="for a .bin corpus")
+    p.add_argument("--dtype", choices=TOKEN_DTYPES, default=None, help="for a .bin corpus")
     args = parser.parse_args(argv)
     if args.command == "prepare":
         try:
@@ -488,7 +584,11 @@ def main(argv: list[str] | None = None) -> int:
             f"wrote {args.out}: {meta['train_tokens']:,} train + {meta['val_tokens']:,} val tokens"
         )
         return 0
-    corpus = load_corpus(args.path, vocab_size=args.vocab_size)
+    try:
+        corpus = load_corpus(args.path, vocab_size=args.vocab_size, dtype=args.dtype)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     info = {**corpus.meta, "train_tokens": len(corpus.train), "val_tokens": len(corpus.val)}
     print(json.dumps(info, indent=2))
     return 0

@@ -49,6 +49,7 @@ RUN_COLUMNS = [
     "loss", "diverged", "pruned", "state", "width", "depth", "n_heads", "seq_len", "vocab_size",
     "steps", "schedule", "schedule_json", "warmup_steps", "weight_decay", "seed", "flops",
     "wall_seconds", "device", "parametrization", "base_width", "trial_number", "variant",
+    "corpus",
 ]  # fmt: skip
 CURVE_COLUMNS = ["run_id", "step", "tokens", "lr", "loss", "train_loss"]
 
@@ -83,10 +84,19 @@ def _load_study(storage, cfg: SweepConfig, cell) -> optuna.Study | None:
         return None
 
 
-def _check_corpus(cfg: SweepConfig):
+def _check_corpus(cfg: SweepConfig, *, check_ids: bool = True):
+    """The sweep's corpus, loaded once per process and shared by its trials; refused (in one
+    line) when it does not match model.vocab_size, holds a token id >= its vocab size, or is
+    shorter than one sequence. Spawned workers skip the id scan their parent made."""
     from sweeps.data import load_corpus
 
-    corpus = load_corpus(cfg.corpus)
+    corpus = load_corpus(
+        cfg.corpus,
+        vocab_size=cfg.corpus_vocab_size,
+        dtype=cfg.corpus_dtype,
+        seq_len=cfg.model.seq_len,
+        check_ids=check_ids,
+    )
     if corpus.vocab_size != cfg.model.vocab_size:
         raise SweepError(
             f"corpus vocab_size {corpus.vocab_size} != model.vocab_size {cfg.model.vocab_size} "
@@ -173,7 +183,7 @@ def _worker_entry(
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     worker = None
     try:
-        corpus = _check_corpus(cfg)
+        corpus = _check_corpus(cfg, check_ids=False)  # the parent scanned the token ids
         worker = Worker(cfg, url, threads=threads, corpus=corpus)
         worker.run()
     except KeyboardInterrupt:

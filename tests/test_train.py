@@ -227,3 +227,23 @@ def test_cli_train_json_writes_null_for_a_diverged_loss(capsys):
     row = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     assert row["diverged"] is True and row["loss"] is None and row["state"] == "diverged"
     assert row["lr"] == 1e3 and row["steps"] == 40
+
+
+def test_train_command_on_a_bin_corpus_checks_its_token_ids(tmp_path, capsys, corpus):
+    from sweeps.cli import main
+
+    # The default corpus's real text (byte ids) written as a uint32 .bin file.
+    path = tmp_path / "bytes.bin"
+    np.asarray(corpus.train[1_000_000:1_050_000]).astype(np.uint32).tofile(path)
+    top = int(np.fromfile(path, dtype=np.uint32).max())
+    argv = ["train", "--width", "32", "--depth", "1", "--head-dim", "16", "--seq-len", "32",
+            "--batch-tokens", "256", "--tokens", "1024", "--eval-every", "2", "--eval-tokens",
+            "512", "--threads", "1", "--corpus", str(path), "--corpus-dtype", "uint32", "--json"]  # fmt: skip
+    assert main([*argv, "--vocab-size", "256"]) == 0
+    row = __import__("json").loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["vocab_size"] == 256 and math.isfinite(row["loss"])
+    assert main([*argv, "--vocab-size", str(top)]) == 2  # the largest id is not below it
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1 and f"{path} holds token id {top}, not below its vocab_size {top}" in err[0]
+    )
