@@ -8,7 +8,12 @@ PY := $(VENV)/bin/python
 CONFIG ?= quick
 STORAGE ?=
 WORKERS ?= 2
-OUT ?= results/$(CONFIG)
+# Where the sweep writes: results/<the config's name>/ (its `results_dir` and `name` keys, else
+# the file's name), read from the config once, so that CONFIG=my.toml or a path lands where the
+# sweep's storage and the service look.
+ifeq ($(origin OUT),undefined)
+OUT = $(eval OUT := $(shell $(PY) -m sweeps.config out-dir $(CONFIG) 2>/dev/null || echo results/$(basename $(notdir $(CONFIG)))))$(OUT)
+endif
 BOOTSTRAP ?= 1000
 HOST ?= 127.0.0.1
 PORT ?= 8000

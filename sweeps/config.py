@@ -682,11 +682,41 @@ def _parse(raw: dict[str, Any], path: Path) -> SweepConfig:
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
-    """`quick` -> sweeps/configs/quick.toml; anything with a suffix or a slash is a path."""
+    """`quick` -> sweeps/configs/quick.toml; anything with a suffix or a slash is a path, and a
+    bare `my.toml` that is not in the working directory is sweeps/configs/my.toml."""
     p = Path(name_or_path)
-    if p.suffix == ".toml" or len(p.parts) > 1:
+    if len(p.parts) > 1:
         return p
+    if p.suffix == ".toml":
+        return p if p.is_file() or not (CONFIG_DIR / p).is_file() else CONFIG_DIR / p
     return CONFIG_DIR / f"{p}.toml"
+
+
+def config_out_dir(name_or_path: str | Path) -> Path:
+    """Where a config's sweep writes (results_dir/name, as SweepConfig.out_dir), read from the
+    TOML alone: quick, and without importing torch, for the Makefile. The file's name when the
+    config cannot be read (loading it then reports the problem)."""
+    path = resolve_config_path(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        raw = {}
+    name, results = raw.get("name", path.stem), raw.get("results_dir", "results")
+    if not (isinstance(name, str) and name and isinstance(results, str) and results):
+        name, results = path.stem, "results"
+    return Path(results) / name
+
+
+def _main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m sweeps.config")
+    sub = parser.add_subparsers(dest="command", required=True)
+    out = sub.add_parser("out-dir", help="print where a config's sweep writes (results/<name>)")
+    out.add_argument("config", help="a config name (sweeps/configs/<name>.toml) or a path")
+    args = parser.parse_args(argv)
+    print(config_out_dir(args.config))
+    return 0
 
 
 def load_config(name_or_path: str | Path, **overrides: Any) -> SweepConfig:
@@ -709,3 +739,7 @@ def load_config(name_or_path: str | Path, **overrides: Any) -> SweepConfig:
     if overrides:
         cfg = replace(cfg, **overrides)
     return cfg
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

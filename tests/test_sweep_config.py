@@ -3,12 +3,17 @@ or bad value is a ValueError naming it and the file."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from scaling.schedules import ScheduleSpec
 from sweeps.config import CONFIG_DIR, format_tokens, load_config
+
+REPO = Path(__file__).resolve().parents[1]
 
 MINIMAL = """
 [model]
@@ -271,3 +276,29 @@ def test_bin_corpus_keys_are_checked(tmp_path, head, named):
         load_config(path)
     message = str(info.value)
     assert str(path) in message and named in message and "\n" not in message
+
+
+def test_a_bare_toml_name_is_found_in_the_configs_folder_and_out_dir_follows_name(
+    tmp_path, monkeypatch
+):
+    """`CONFIG=my.toml` (the README's form) finds sweeps/configs/my.toml, and the Makefile's
+    output folder is the config's results_dir/name, not results/my.toml."""
+    from sweeps.config import config_out_dir, resolve_config_path
+
+    monkeypatch.chdir(tmp_path)
+    assert (
+        resolve_config_path("quick.toml").resolve()
+        == (REPO / "sweeps" / "configs" / "quick.toml").resolve()
+    )
+    assert load_config("quick.toml").name == "quick"
+    assert config_out_dir("quick.toml") == Path("results/quick")
+    # A file in the working directory wins over a shipped one of the same name.
+    (tmp_path / "quick.toml").write_text('name = "mine"\nresults_dir = "out"\n')
+    assert resolve_config_path("quick.toml") == Path("quick.toml")
+    assert config_out_dir("quick.toml") == Path("out/mine")
+    out = subprocess.run(
+        [sys.executable, "-m", "sweeps.config", "out-dir", "quick.toml"],
+        capture_output=True, text=True, check=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert out.stdout.strip() == "out/mine"
