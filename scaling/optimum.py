@@ -247,6 +247,11 @@ def split_cells(runs: pd.DataFrame) -> list[CellRuns]:
     vary_batch_sweep = n_levels(runs["batch_tokens"].to_numpy()) >= 3
     cells = []
     for key, df in runs.groupby(keys, sort=False):
+        # One canonical row order (the runs' settings and results, then their ids), so that
+        # the bootstrap's resamples, and the optima's weights in the laws, do not depend on the
+        # order the runs were finished or exported in.
+        order = [c for c in ("lr", "batch_tokens", "loss", "run_id") if c in df.columns]
+        df = df.sort_values(order, kind="mergesort", na_position="last")
         kept = df[~df["pruned"].to_numpy()]
         loss = np.where(kept["finished"], kept["loss"], np.nan)
         diverged = ~kept["finished"].to_numpy()
@@ -264,7 +269,7 @@ def split_cells(runs: pd.DataFrame) -> list[CellRuns]:
                 vary_batch=vary_batch_sweep and n_levels(bt[~diverged]) >= 3 if len(bt) else False,
             )
         )
-    cells.sort(key=lambda c: (c.n_params, c.tokens))
+    cells.sort(key=lambda c: (c.n_params, c.tokens, c.cell))
     return cells
 
 
