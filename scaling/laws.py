@@ -543,7 +543,7 @@ class ScalingLaws:
                 out[key] = float(self._trajectory._default(key))
                 out[f"{key}_source"] = "the fitted runs' mean"
         check_batch_fits(out["batch_tokens"], tokens)
-        out["steps"] = max(1, round(tokens / out["batch_tokens"]))
+        out["steps"] = _steps(tokens, out["batch_tokens"])
         return out
 
     def trajectory(
@@ -649,12 +649,17 @@ class ScalingLaws:
                 f"got {inputs!r:.200}"
             )
         tokens = check_positive("tokens", tokens, lower=1.0)
-        if inputs["steps"] != max(1, round(tokens / inputs["batch_tokens"])):
+        if inputs["steps"] != _steps(tokens, inputs["batch_tokens"]):
             raise ValueError(
                 f"inputs: made for another token budget ({inputs['steps']} steps at batch_tokens "
                 f"{inputs['batch_tokens']:g}, not tokens {tokens:g})"
             )
         return inputs
+
+
+def _steps(tokens: float, batch_tokens: float) -> int:
+    """Optimizer steps of a run of `tokens` at `batch_tokens` per step (at least one)."""
+    return max(1, round(tokens / batch_tokens))
 
 
 def _numeric_allocation(loss_law, flops: float) -> tuple[float, float]:

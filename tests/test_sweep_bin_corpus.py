@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from corpus_support import default_corpus_slice
 
 import sweeps.train
 from sweeps.config import CONFIG_DIR, load_config
@@ -45,11 +46,7 @@ def tokenize(text: bytes, vocab_size: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def tokens(tmp_path_factory) -> Path:
     """400 kB of the default corpus's real text, tokenized into a uint16 .bin file."""
-    try:
-        train_split = load_corpus().train
-    except FileNotFoundError as exc:
-        pytest.fail(f"{exc}")
-    ids = tokenize(bytes(train_split[2_000_000:2_400_000]), VOCAB)
+    ids = tokenize(default_corpus_slice(), VOCAB)
     assert int(ids.max()) == VOCAB - 1  # every word id occurs: a 256-id model would crash
     path = tmp_path_factory.mktemp("tokens") / "tokens.bin"
     ids.tofile(path)

@@ -15,6 +15,14 @@ from sweeps.config import CONFIG_DIR, format_tokens, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
+
+def _refusal(path: Path) -> str:
+    """The message load_config refuses the config at `path` with."""
+    with pytest.raises(ValueError) as info:
+        load_config(path)
+    return str(info.value)
+
+
 MINIMAL = """
 [model]
 widths = [32, 64]
@@ -139,9 +147,7 @@ def test_bad_key_or_value_names_it_and_the_file(tmp_path, change, named):
     else:
         text = change + MINIMAL
     path = write(tmp_path, text)
-    with pytest.raises(ValueError) as info:
-        load_config(path)
-    message = str(info.value)
+    message = _refusal(path)
     assert str(path) in message
     assert named in message
 
@@ -188,9 +194,7 @@ def test_budget_below_one_batch_is_refused(tmp_path, old, new, named):
     if "batch_tokens_range" in new:
         text = text.replace("tokens = [1e5, 4e5]", "tokens = [4096, 4e5]")
     path = write(tmp_path, text)
-    with pytest.raises(ValueError) as info:
-        load_config(path)
-    message = str(info.value)
+    message = _refusal(path)
     assert str(path) in message and named in message and "\n" not in message
     assert "one batch" in message
 
@@ -214,9 +218,7 @@ def test_variant_batch_above_its_budget_is_refused(tmp_path):
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-0.5"])
 def test_train_weight_decay_and_grad_clip_must_be_finite_and_not_negative(tmp_path, key, value):
     path = write(tmp_path, MINIMAL + f"\n[train]\n{key} = {value}\n")
-    with pytest.raises(ValueError) as info:
-        load_config(path)
-    message = str(info.value)
+    message = _refusal(path)
     assert f"train.{key}" in message and value.lstrip("+") in message and "\n" not in message
 
 
@@ -272,9 +274,7 @@ def test_bin_corpus_keys_are_checked(tmp_path, head, named):
     else:
         text = head + MINIMAL
     path = write(tmp_path, text)
-    with pytest.raises(ValueError) as info:
-        load_config(path)
-    message = str(info.value)
+    message = _refusal(path)
     assert str(path) in message and named in message and "\n" not in message
 
 

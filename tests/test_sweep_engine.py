@@ -17,6 +17,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from corpus_support import default_corpus_slice
 
 from sweeps._storage import postgres_driver
 from sweeps.config import CONFIG_DIR, load_config
@@ -38,13 +39,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def corpus_file(tmp_path_factory) -> Path:
     """A 400 kB slice of the default corpus's real text, so these runs stay small."""
-    from sweeps.data import load_corpus
-
-    try:
-        train = load_corpus().train
-    except FileNotFoundError as exc:
-        pytest.fail(f"{exc}")
-    text = bytes(train[2_000_000:2_400_000]).decode("utf-8", "replace")
+    text = default_corpus_slice().decode("utf-8", "replace")
     path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
     path.write_text(text)
     return path
