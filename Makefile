@@ -79,7 +79,8 @@ fit: $(INSTALLED)
 # Extrapolation backtests: hold out the largest size / budget (loss, LR, batch, curves), and
 # the trajectory law on held-out schedules and the held-out size.
 backtest: $(INSTALLED)
-	$(PY) -m scaling.backtest --runs $(OUT)/runs.csv --curves $(OUT)/curves.csv --out $(OUT)/backtest.md
+	$(PY) -m scaling.backtest --runs $(OUT)/runs.csv --curves $(OUT)/curves.csv --out $(OUT)/backtest.md \
+	  --bootstrap $(BOOTSTRAP)
 	$(PY) -m scaling.trajectory_backtest --runs $(OUT)/runs.csv --curves $(OUT)/curves.csv \
 	  --out $(OUT)/trajectory_backtest.md
 

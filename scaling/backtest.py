@@ -136,6 +136,8 @@ def _one(
     hold: str,
     seed: int,
     skip_frac: float,
+    bootstrap: int,
+    n_jobs: int,
 ) -> tuple[dict[str, Any], list]:
     """One experiment: `runs` are all runs, `searched` those of cells that searched the
     hyperparameters, `table` their cell optima (what the sweep found)."""
@@ -145,7 +147,13 @@ def _one(
     held_searched = np.isclose(searched[column].to_numpy(dtype=float), held_value, rtol=0.01)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        core = fit_optimum_laws(searched[~held_searched], seed=seed)
+        core = fit_optimum_laws(
+            searched[~held_searched],
+            bootstrap=bootstrap,
+            seed=seed,
+            n_jobs=n_jobs,
+            loss_intervals=False,
+        )
     loss_law, lr_law, batch_law = core.loss, core.lr, core.batch_tokens
     lr_at_batch = core.lr_at_batch
     traj = None
@@ -243,8 +251,15 @@ def extrapolation_backtest(
     *,
     seed: int = 0,
     skip_frac: float | None = None,
+    bootstrap: int = 1000,
+    n_jobs: int = 2,
 ) -> tuple[dict[str, Any], list]:
-    """Both experiments: {"size": summary, "budget": summary} and the curves to plot."""
+    """Both experiments: {"size": summary, "budget": summary} and the curves to plot.
+
+    bootstrap and seed must be those of the fit being tested (`fit`'s defaults: 1000, 0): the
+    cell bootstrap weights the cells of the LR and batch laws, so it is part of their point
+    estimates. Each cell's resamples depend only on its own runs and the seed, so the held-in
+    cells weigh what they weigh in the full fit."""
     from .trajectory import SKIP_FRAC
 
     runs = validate_runs(runs.copy())
@@ -261,7 +276,7 @@ def extrapolation_backtest(
         table = cell_optima(searched, bootstrap=0, seed=seed)
     out, plots = {}, []
     for hold in ("size", "budget"):
-        summary, p = _one(runs, searched, table, curves, hold, seed, skip)
+        summary, p = _one(runs, searched, table, curves, hold, seed, skip, bootstrap, n_jobs)
         out[hold] = summary
         plots += p
     return out, plots
@@ -295,6 +310,9 @@ def markdown(result: dict[str, Any], command: str, seconds: float) -> str:
         "law's optimum, with no batch given).",
         "- *lr rec.*: the LR the laws recommend at the predicted batch (the LR-at-batch law, "
         "where the sweep varied the batch), which *loss at pred.* is read at.",
+        "- The refits run the fit's cell bootstrap (`--bootstrap`, as in `python -m scaling "
+        "fit`): it weights the cells of the LR and batch laws, so the refitted laws are the ones "
+        "the fit would ship without the held-out cells.",
         "- *curve*: the trajectory law refitted on the held-in runs, predicting the curve of the "
         "cell's best run (mean relative error after the first quarter of the run).",
         "",
@@ -415,7 +433,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--curves", type=Path, default=None, help="curves table: adds curve errors")
     p.add_argument("--out", required=True, type=Path, help="markdown report; .json/.png beside")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        help="cell-bootstrap resamples, as in the fit being tested: they weight the cells of the "
+        "LR and batch laws (default 1000, as `python -m scaling fit`)",
+    )
+    p.add_argument("--jobs", type=int, default=2, help="workers for the cell bootstrap")
     args = p.parse_args(argv)
+    if args.bootstrap < 0:
+        p.exit(2, f"error: --bootstrap must be >= 0, got {args.bootstrap}\n")
+    if args.jobs < 1:
+        p.exit(2, f"error: --jobs must be >= 1, got {args.jobs}\n")
     for path in (args.runs, args.curves):
         if path is not None and not path.exists():
             p.exit(2, f"error: file not found: {path}\n")
@@ -426,13 +456,19 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         p.exit(2, f"error: {exc}\n")
     try:
-        result, plots = extrapolation_backtest(runs, curves, seed=args.seed)
+        result, plots = extrapolation_backtest(
+            runs, curves, seed=args.seed, bootstrap=args.bootstrap, n_jobs=args.jobs
+        )
     except ValueError as exc:
         p.exit(2, f"error: {exc}\n")
     seconds = time.perf_counter() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    command = "python -m scaling.backtest --runs {} {}--out {}".format(
-        args.runs, f"--curves {args.curves} " if args.curves else "", args.out
+    command = "python -m scaling.backtest --runs {} {}--out {} --bootstrap {} --seed {}".format(
+        args.runs,
+        f"--curves {args.curves} " if args.curves else "",
+        args.out,
+        args.bootstrap,
+        args.seed,
     )
     args.out.write_text(markdown(result, command, seconds))
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=float))

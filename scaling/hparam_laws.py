@@ -201,6 +201,13 @@ def _store_fit(law: PowerLaw, beta: np.ndarray, samples=None, level: float = 0.9
         law.params_ci_[f"exp_{v}"] = (float(lo[1 + j]), float(hi[1 + j]))
 
 
+def _optimum_variance(boot_log: np.ndarray | None, n_cells: int) -> np.ndarray:
+    if boot_log is None:
+        return np.zeros(n_cells)
+    var = np.nanvar(boot_log, axis=0)
+    return np.where(np.isfinite(var), var, np.nanmax(var) if np.isfinite(var).any() else 1.0)
+
+
 def fit_power_law(
     target: str,
     n_params: np.ndarray,
@@ -249,11 +256,7 @@ def fit_power_law(
     law = PowerLaw(target, variables, {"coef": 1.0, **{f"exp_{v}": 0.0 for v in variables}})
     x = law._design(n_params[idx], tokens[idx], flops[idx])
     y = np.log(values[idx])
-    if boot_values is not None:
-        var = np.nanvar(np.log(boot_values[:, idx]), axis=0)
-        var = np.where(np.isfinite(var), var, np.nanmax(var) if np.isfinite(var).any() else 1.0)
-    else:
-        var = np.zeros(idx.size)
+    var = _optimum_variance(None if boot_values is None else np.log(boot_values[:, idx]), idx.size)
     w = 1.0 / (var + _VAR_FLOOR)
 
     def solve(xx, yy, ww):

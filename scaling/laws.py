@@ -745,11 +745,22 @@ class OptimumLaws(NamedTuple):
 
 
 def fit_optimum_laws(
-    runs: pd.DataFrame, *, bootstrap: int = 0, seed: int = 0, n_jobs: int = 1, progress=None
+    runs: pd.DataFrame,
+    *,
+    bootstrap: int = 0,
+    seed: int = 0,
+    n_jobs: int = 1,
+    progress=None,
+    loss_intervals: bool = True,
 ) -> OptimumLaws:
     """Cell optima, then the final-loss law and the LR and batch laws on them (no trajectory
     law, no law file): what `fit` builds on, and what a backtest refits without some cells.
-    Why a law was reduced or not fitted is raised as a warning."""
+    Why a law was reduced or not fitted is raised as a warning.
+
+    The cell bootstrap also weights the cells of the LR and batch laws (by the spread of each
+    cell's resampled optimum), so their point estimates depend on `bootstrap` and `seed`, not
+    only their intervals; bootstrap=0 weights all cells alike. loss_intervals=False skips the
+    loss law's own bootstrap, which changes only its intervals (what a backtest can spare)."""
     table, boot, cell_runs = cell_optima(
         runs,
         bootstrap=bootstrap,
@@ -762,7 +773,7 @@ def fit_optimum_laws(
     loss_law = None
     try:
         loss_law = LossLaw(
-            bootstrap=bootstrap,
+            bootstrap=bootstrap if loss_intervals else 0,
             seed=seed,
             n_jobs=n_jobs,
             progress=progress,
@@ -795,8 +806,12 @@ def fit_optimum_laws(
     return OptimumLaws(table, loss_law, lr_law, lr_c, batch_law, batch_c, lr_at_batch)
 
 
-def _backtest(runs: pd.DataFrame, table: pd.DataFrame, seed: int) -> dict:
-    """Refit without the largest n_params and predict its cells (point fits, no bootstrap)."""
+def _backtest(
+    runs: pd.DataFrame, table: pd.DataFrame, seed: int, bootstrap: int, n_jobs: int
+) -> dict:
+    """Refit without the largest n_params and predict its cells. The cell bootstrap runs again
+    (no intervals are kept): it weights the cells of the LR and batch laws, so without it the
+    refit would not be the law the full fit ships."""
     n_max = float(table["n_params"].max())
     held = np.isclose(runs["n_params"].to_numpy(), n_max, rtol=1e-6)
     if table["n_params"].nunique() < 3:
@@ -804,7 +819,9 @@ def _backtest(runs: pd.DataFrame, table: pd.DataFrame, seed: int) -> dict:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            core = fit_optimum_laws(runs[~held], seed=seed)
+            core = fit_optimum_laws(
+                runs[~held], bootstrap=bootstrap, seed=seed, n_jobs=n_jobs, loss_intervals=False
+            )
             loss_law, lr_law, batch_law = core.loss, core.lr, core.batch_tokens
         except (ValueError, RuntimeError) as exc:
             return {"skipped": f"refit without n_params={n_max:.4g} failed: {exc}"}
@@ -927,7 +944,7 @@ def fit(
             if bar is not None:
                 bar.n = bar.total
                 bar.close()
-            backtest = _backtest(search_runs, table, seed)
+            backtest = _backtest(search_runs, table, seed, bootstrap, n_jobs)
         trajectory = None
         if curves is not None:
             with single_threaded_blas():

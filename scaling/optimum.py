@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -349,9 +350,11 @@ def cell_bootstrap(
     progress=None,
 ) -> np.ndarray:
     """Optima under resampling of each cell's runs: shape (n_boot, n_cells, 3) with log lr,
-    log batch, loss. Diverged runs are resampled along with the finished ones. Each cell has its
-    own seed stream, so the result does not depend on n_jobs."""
-    seeds = np.random.SeedSequence(seed).spawn(len(cells))
+    log batch, loss. Diverged runs are resampled along with the finished ones. Each cell's seed
+    stream comes from the seed and the cell's name, so a cell's resamples depend neither on
+    n_jobs nor on which other cells are fitted with it (a backtest that holds some cells out
+    weights the others as the full fit does)."""
+    seeds = [np.random.SeedSequence([seed, zlib.crc32(str(c.cell).encode())]) for c in cells]
     if n_jobs > 1 and len(cells) > 1:
         from joblib import Parallel, delayed
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -68,7 +69,7 @@ def test_backtest_notices_a_wrong_law():
     runs, _ = make_sweep(seed=1, tokens=(1e9, 3e9, 1e10), noise=0.0005)
     big = runs["n_params"] == runs["n_params"].max()
     runs.loc[big, "loss"] *= 1.08
-    result, _ = extrapolation_backtest(runs)
+    result, _ = extrapolation_backtest(runs, bootstrap=50)  # the loss law has no weights
     assert result["size"]["mean_abs_loss_error_pct"] > 4.0
 
 
@@ -76,7 +77,7 @@ def test_cli_writes_report_json_and_figure(tmp_path, capsys):
     runs, _ = make_sweep(seed=2, tokens=(1e9, 3e9, 1e10))
     runs.to_csv(tmp_path / "runs.csv", index=False)
     out = tmp_path / "bt" / "backtest.md"
-    assert main(["--runs", str(tmp_path / "runs.csv"), "--out", str(out)]) == 0
+    assert main(["--runs", str(tmp_path / "runs.csv"), "--out", str(out), "--bootstrap", "50"]) == 0
     text = out.read_text()
     assert "Held out: the largest model size" in text and "largest token budget" in text
     data = json.loads(out.with_suffix(".json").read_text())
@@ -111,3 +112,37 @@ def test_cli_broken_curves_file_is_one_error_line(tmp_path, capsys, content, nee
     err = capsys.readouterr().err
     assert err.startswith(f"error: {curves}: ") and needle in err
     assert err.count("\n") == 1 and not (tmp_path / "b.md").exists()
+
+
+def test_the_refit_is_the_law_the_fit_would_ship():
+    """The cell bootstrap weights the cells of the LR and batch laws, so the backtest refits
+    with the fit's bootstrap: its predictions for the held-out size are those of
+    `fit_optimum_laws` on the held-in runs with that bootstrap, and differ from an unweighted
+    refit's."""
+    from scaling.laws import fit_optimum_laws
+
+    runs, _ = make_sweep(seed=4, tokens=(1e9, 3e9, 1e10), n_runs=10, noise=0.01)
+    result, _ = extrapolation_backtest(runs, bootstrap=60, seed=3)
+    held_in = runs[runs["n_params"] < runs["n_params"].max()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        core = fit_optimum_laws(held_in, bootstrap=60, seed=3)
+        flat = fit_optimum_laws(held_in, bootstrap=0, seed=3)
+    cells = result["size"]["cells"]
+    n, d = np.array([c["n_params"] for c in cells]), np.array([c["tokens"] for c in cells])
+    got_lr = np.array([c["lr_pred"] for c in cells])
+    got_batch = np.array([c["batch_pred"] for c in cells])
+    np.testing.assert_allclose(got_lr, core.lr.predict(n, d, 6 * n * d), rtol=1e-12)
+    np.testing.assert_allclose(got_batch, core.batch_tokens.predict(n, d, 6 * n * d), rtol=1e-12)
+    assert not np.allclose(got_lr, flat.lr.predict(n, d, 6 * n * d), rtol=1e-6)
+
+
+@pytest.mark.parametrize("flag, value", [("--bootstrap", "-1"), ("--jobs", "0")])
+def test_cli_bad_bootstrap_or_jobs_is_one_error_line(tmp_path, capsys, flag, value):
+    runs, _ = make_sweep(seed=2, sizes=(2e6, 6e6, 2e7), tokens=(1e9, 3e9))
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    with pytest.raises(SystemExit) as exc:
+        main(["--runs", str(tmp_path / "runs.csv"), "--out", str(tmp_path / "b.md"), flag, value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{flag} must be" in err and f"got {value}" in err

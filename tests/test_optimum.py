@@ -161,3 +161,19 @@ def test_single_setting_cells_are_not_searches():
     # Without a cell column, cells are (N, D, schedule): the WSD run stays apart.
     no_cell = runs.drop(columns="cell")
     assert searched_cells(no_cell).tolist() == [True] * 4 + [False] + [True] * 2
+
+
+def test_a_cells_bootstrap_does_not_depend_on_the_other_cells():
+    """Each cell's resamples come from the seed and its name: holding cells out (a backtest)
+    leaves the others' resampled optima, hence their weights in the LR and batch laws, as in
+    the full fit."""
+    from scaling.optimum import cell_bootstrap, split_cells
+    from scaling.synthetic import make_sweep
+
+    runs, _ = make_sweep(seed=3, sizes=(2e6, 6e6, 2e7), budget_per_param=(5.0, 20.0), n_runs=12)
+    cells = split_cells(runs)
+    full = cell_bootstrap(cells, 40, seed=7)
+    some = cell_bootstrap(cells[2:], 40, seed=7, n_jobs=2)
+    np.testing.assert_array_equal(full[:, 2:], some)
+    other_seed = cell_bootstrap(cells[2:], 40, seed=8)
+    assert not np.array_equal(np.nan_to_num(some), np.nan_to_num(other_seed))
