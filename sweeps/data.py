@@ -312,13 +312,23 @@ def _open_tokens(path: Path, dtype: np.dtype) -> np.ndarray:
 def _check_token_ids(path: Path, tokens: np.ndarray, vocab_size: int) -> None:
     """Refuse token ids >= vocab_size (they would index past the embedding): the largest id
     is found in chunks of ID_CHECK_CHUNK tokens over the memory map, and not at all when the
-    dtype cannot hold such an id."""
-    if np.iinfo(tokens.dtype).max < vocab_size:
+    dtype cannot hold such an id. uint16 tokens whose every odd-position id is 0 are refused
+    too: that is a little-endian uint32 file of ids below 65536, which no id check can catch."""
+    check_top = np.iinfo(tokens.dtype).max >= vocab_size
+    check_halves = tokens.dtype == np.uint16 and len(tokens) >= 64
+    if not (check_top or check_halves):
         return
-    top = 0
-    for start in range(0, len(tokens), ID_CHECK_CHUNK):
-        top = max(top, int(tokens[start : start + ID_CHECK_CHUNK].max()))
-    if top >= vocab_size:
+    top, odd_nonzero = 0, False
+    for start in range(0, len(tokens), ID_CHECK_CHUNK):  # ID_CHECK_CHUNK is even
+        chunk = tokens[start : start + ID_CHECK_CHUNK]
+        top = max(top, int(chunk.max()))
+        odd_nonzero = odd_nonzero or bool(chunk[1::2].any())
+    if check_halves and not odd_nonzero and top > 0:
+        raise ValueError(
+            f"corpus {path} read as uint16 has token id 0 at every odd position: it looks like "
+            "uint32 tokens (set dtype / corpus_dtype to uint32)"
+        )
+    if check_top and top >= vocab_size:
         raise ValueError(
             f"corpus {path} holds token id {top}, not below its vocab_size {vocab_size} "
             f"({tokens.dtype.name} tokens): a wrong vocab_size or dtype"

@@ -130,6 +130,11 @@ def test_a_token_id_not_below_the_vocab_size_is_refused(tmp_path, tokens):
     (tmp_path / "even.bin").write_bytes(ids[: len(ids) // 2 * 2].tobytes())
     with pytest.raises(ValueError, match=r"even\.bin holds token id \d+, not below .* 500"):
         load_corpus(tmp_path / "even.bin", vocab_size=VOCAB, dtype="uint32")
+    # A uint32 file read as uint16: its ids' zero high halves sit at every odd position.
+    ids.astype(np.uint32).tofile(tmp_path / "wide.bin")
+    with pytest.raises(ValueError, match=r"wide\.bin read as uint16 has token id 0 at every odd"):
+        load_corpus(tmp_path / "wide.bin", vocab_size=VOCAB)
+    assert load_corpus(tmp_path / "wide.bin", vocab_size=VOCAB, dtype="uint32").vocab_size == VOCAB
 
 
 def test_a_file_that_is_not_whole_tokens_is_refused(tmp_path, tokens):
