@@ -59,7 +59,14 @@ def _parser() -> _Parser:
     f.add_argument("-o", "--output", required=True, help="law file to write (JSON)")
     f.add_argument("--report-dir", help="where report.md and figures/ go (default: next to -o)")
     f.add_argument("--no-report", action="store_true", help="write the law file only")
-    f.add_argument("--bootstrap", type=_nonneg_int("--bootstrap"), default=1000)
+    f.add_argument(
+        "--bootstrap",
+        type=_nonneg_int("--bootstrap"),
+        default=1000,
+        help="resamples for the intervals; the cell resamples also weight the LR and batch laws' "
+        "cells, so fewer than ~1000 make those laws' point estimates depend on the seed "
+        "(0: equal weights, no intervals)",
+    )
     f.add_argument("--seed", type=_nonneg_int("--seed"), default=0)
     f.add_argument("--n-jobs", type=_positive("--n-jobs", int), default=2)
     f.add_argument("--sweep", help="name of the fitted laws (default: the runs' sweep column)")

@@ -899,6 +899,10 @@ def fit(
     Warnings raised while fitting (edge optima, reduced forms, excluded runs) are also stored
     in the law file under "warnings". trajectory_options go to the trajectory law's
     constructor (default: the same seed).
+
+    bootstrap: resamples for the intervals. The cell resamples also weight the cells of the LR
+    and batch laws (by the spread of each cell's optimum), so with few of them those laws'
+    point estimates depend on the seed; 0 weights all cells alike.
     """
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, (int, np.integer)) or bootstrap < 0:
         raise ValueError(f"bootstrap must be a non-negative integer, got {bootstrap!r}")
