@@ -202,6 +202,8 @@ def _store_fit(law: PowerLaw, beta: np.ndarray, samples=None, level: float = 0.9
 
 
 def _optimum_variance(boot_log: np.ndarray | None, n_cells: int) -> np.ndarray:
+    """Each cell's variance of its log optimum over the bootstrap rows (zeros without a
+    bootstrap: equal weights); a cell with no finite resample gets the largest variance."""
     if boot_log is None:
         return np.zeros(n_cells)
     var = np.nanvar(boot_log, axis=0)
