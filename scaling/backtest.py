@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from .laws import fit_optimum_laws
-from .optimum import cell_optima, searched_cells
+from .optimum import BootstrapCache, cell_optima, searched_cells
 from .runs import read_csv_table, read_curves, validate_runs
 
 __all__ = ["TARGETS", "extrapolation_backtest", "grid_loss_at"]
@@ -138,6 +138,7 @@ def _one(
     skip_frac: float,
     bootstrap: int,
     n_jobs: int,
+    cache: BootstrapCache | None = None,
 ) -> tuple[dict[str, Any], list]:
     """One experiment: `runs` are all runs, `searched` those of cells that searched the
     hyperparameters, `table` their cell optima (what the sweep found)."""
@@ -153,6 +154,7 @@ def _one(
             seed=seed,
             n_jobs=n_jobs,
             loss_intervals=False,
+            cache=cache,
         )
     loss_law, lr_law, batch_law = core.loss, core.lr, core.batch_tokens
     lr_at_batch = core.lr_at_batch
@@ -275,8 +277,9 @@ def extrapolation_backtest(
         warnings.simplefilter("ignore")  # the fit's own report already warns about these cells
         table = cell_optima(searched, bootstrap=0, seed=seed)
     out, plots = {}, []
+    cache = BootstrapCache()  # the two refits share most cells: each is resampled once
     for hold in ("size", "budget"):
-        summary, p = _one(runs, searched, table, curves, hold, seed, skip, bootstrap, n_jobs)
+        summary, p = _one(runs, searched, table, curves, hold, seed, skip, bootstrap, n_jobs, cache)
         out[hold] = summary
         plots += p
     return out, plots

@@ -30,7 +30,7 @@ from ._util import (
 )
 from .hparam_laws import PowerLaw, fit_lr_at_batch, fit_power_law
 from .loss_law import LossLaw
-from .optimum import cell_optima, conditional_lr_optima, searched_cells
+from .optimum import BootstrapCache, cell_optima, conditional_lr_optima, searched_cells
 from .runs import read_curves, read_runs, runs_sha256, validate_runs
 from .schedules import ScheduleSpec
 from .trajectory import CrossSizeTrajectoryLaw
@@ -752,6 +752,7 @@ def fit_optimum_laws(
     n_jobs: int = 1,
     progress=None,
     loss_intervals: bool = True,
+    cache: BootstrapCache | None = None,
 ) -> OptimumLaws:
     """Cell optima, then the final-loss law and the LR and batch laws on them (no trajectory
     law, no law file): what `fit` builds on, and what a backtest refits without some cells.
@@ -760,7 +761,8 @@ def fit_optimum_laws(
     The cell bootstrap also weights the cells of the LR and batch laws (by the spread of each
     cell's resampled optimum), so their point estimates depend on `bootstrap` and `seed`, not
     only their intervals; bootstrap=0 weights all cells alike. loss_intervals=False skips the
-    loss law's own bootstrap, which changes only its intervals (what a backtest can spare)."""
+    loss law's own bootstrap, which changes only its intervals (what a backtest can spare).
+    A `BootstrapCache` shared between fits resamples each cell once (the same resamples)."""
     table, boot, cell_runs = cell_optima(
         runs,
         bootstrap=bootstrap,
@@ -768,6 +770,7 @@ def fit_optimum_laws(
         n_jobs=n_jobs,
         progress=progress,
         return_bootstrap=True,
+        cache=cache,
     )
     ok = np.isfinite(table["loss_opt"].to_numpy())
     loss_law = None
@@ -807,11 +810,16 @@ def fit_optimum_laws(
 
 
 def _backtest(
-    runs: pd.DataFrame, table: pd.DataFrame, seed: int, bootstrap: int, n_jobs: int
+    runs: pd.DataFrame,
+    table: pd.DataFrame,
+    seed: int,
+    bootstrap: int,
+    n_jobs: int,
+    cache: BootstrapCache | None = None,
 ) -> dict:
-    """Refit without the largest n_params and predict its cells. The cell bootstrap runs again
-    (no intervals are kept): it weights the cells of the LR and batch laws, so without it the
-    refit would not be the law the full fit ships."""
+    """Refit without the largest n_params and predict its cells. The refit uses the cell
+    bootstrap (from `cache`, where the full fit left it): it weights the cells of the LR and
+    batch laws, so without it the refit would not be the law the full fit ships."""
     n_max = float(table["n_params"].max())
     held = np.isclose(runs["n_params"].to_numpy(), n_max, rtol=1e-6)
     if table["n_params"].nunique() < 3:
@@ -820,7 +828,12 @@ def _backtest(
         warnings.simplefilter("always")
         try:
             core = fit_optimum_laws(
-                runs[~held], bootstrap=bootstrap, seed=seed, n_jobs=n_jobs, loss_intervals=False
+                runs[~held],
+                bootstrap=bootstrap,
+                seed=seed,
+                n_jobs=n_jobs,
+                loss_intervals=False,
+                cache=cache,
             )
             loss_law, lr_law, batch_law = core.loss, core.lr, core.batch_tokens
         except (ValueError, RuntimeError) as exc:
@@ -937,6 +950,7 @@ def fit(
                 bar.update(int(round(k)))
 
         search_runs = _searched_runs(runs)
+        cache = BootstrapCache()
         with single_threaded_blas():
             table, loss_law, lr_law, lr_c, batch_law, batch_c, lr_at_batch = fit_optimum_laws(
                 search_runs,
@@ -944,11 +958,12 @@ def fit(
                 seed=seed,
                 n_jobs=n_jobs,
                 progress=tick if bar else None,
+                cache=cache,
             )
             if bar is not None:
                 bar.n = bar.total
                 bar.close()
-            backtest = _backtest(search_runs, table, seed, bootstrap, n_jobs)
+            backtest = _backtest(search_runs, table, seed, bootstrap, n_jobs, cache)
         trajectory = None
         if curves is not None:
             with single_threaded_blas():

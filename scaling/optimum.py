@@ -19,6 +19,7 @@ from ._util import n_levels, percentile_interval, single_threaded_blas
 from .runs import validate_runs
 
 __all__ = [
+    "BootstrapCache",
     "CellRuns",
     "cell_bootstrap",
     "cell_optima",
@@ -340,6 +341,50 @@ def _fill_bootstrap(cell: CellRuns, n_boot: int, rng, band_rel: float, out: np.n
         out[b] = (opt.log_lr, opt.log_batch, opt.loss)
 
 
+class BootstrapCache:
+    """Per-cell bootstrap optima kept for reuse by later fits that share cells (a backtest's
+    refits share most of theirs with the full fit). A cell's resamples depend only on its own
+    runs, the seed, the number of resamples and band_rel, so the key is all of those: a cell
+    whose runs differ in any value is resampled afresh."""
+
+    def __init__(self) -> None:
+        self._store: dict[tuple, np.ndarray] = {}
+        self.hits = 0
+
+    @staticmethod
+    def key(cell: CellRuns, n_boot: int, seed: int, band_rel: float) -> tuple:
+        digest = zlib.crc32(
+            b"".join(
+                np.ascontiguousarray(a, dtype=float).tobytes()
+                for a in (cell.log_lr, cell.log_batch, cell.loss, cell.diverged)
+            )
+        )
+        return (
+            str(cell.cell),
+            cell.n_params,
+            cell.tokens,
+            cell.log_lr.size,
+            cell.n_pruned,
+            bool(cell.vary_batch),
+            digest,
+            int(n_boot),
+            int(seed),
+            float(band_rel),
+        )
+
+    def get(self, key: tuple) -> np.ndarray | None:
+        got = self._store.get(key)
+        if got is not None:
+            self.hits += 1
+        return got
+
+    def put(self, key: tuple, value: np.ndarray) -> None:
+        self._store[key] = value
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+
 def cell_bootstrap(
     cells: list[CellRuns],
     n_boot: int,
@@ -348,31 +393,37 @@ def cell_bootstrap(
     band_rel: float = 0.03,
     n_jobs: int = 1,
     progress=None,
+    cache: BootstrapCache | None = None,
 ) -> np.ndarray:
     """Optima under resampling of each cell's runs: shape (n_boot, n_cells, 3) with log lr,
     log batch, loss. Diverged runs are resampled along with the finished ones. Each cell's seed
     stream comes from the seed and the cell's name, so a cell's resamples depend neither on
     n_jobs nor on which other cells are fitted with it (a backtest that holds some cells out
-    weights the others as the full fit does)."""
-    seeds = [np.random.SeedSequence([seed, zlib.crc32(str(c.cell).encode())]) for c in cells]
-    if n_jobs > 1 and len(cells) > 1:
+    weights the others as the full fit does). With a cache, cells already resampled there are
+    taken from it and the new ones are added to it."""
+    keys = [BootstrapCache.key(c, n_boot, seed, band_rel) for c in cells]
+    results: list[np.ndarray | None] = [cache.get(k) if cache is not None else None for k in keys]
+    todo = [j for j, r in enumerate(results) if r is None]
+    if progress is not None and len(todo) < len(cells):
+        progress(len(cells) - len(todo))
+    seeds = {
+        j: np.random.SeedSequence([seed, zlib.crc32(str(cells[j].cell).encode())]) for j in todo
+    }
+    if n_jobs > 1 and len(todo) > 1:
         from joblib import Parallel, delayed
 
         parallel = Parallel(n_jobs=n_jobs, return_as="generator")
-        results = []
-        for res in parallel(
-            delayed(_bootstrap_one_cell)(c, n_boot, s, band_rel)
-            for c, s in zip(cells, seeds, strict=False)
-        ):
-            results.append(res)
-            if progress is not None:
-                progress(1)
+        fresh = parallel(
+            delayed(_bootstrap_one_cell)(cells[j], n_boot, seeds[j], band_rel) for j in todo
+        )
     else:
-        results = []
-        for c, s in zip(cells, seeds, strict=False):
-            results.append(_bootstrap_one_cell(c, n_boot, s, band_rel))
-            if progress is not None:
-                progress(1)
+        fresh = (_bootstrap_one_cell(cells[j], n_boot, seeds[j], band_rel) for j in todo)
+    for j, res in zip(todo, fresh, strict=True):
+        results[j] = res
+        if cache is not None:
+            cache.put(keys[j], res)
+        if progress is not None:
+            progress(1)
     return np.stack(results, axis=1) if results else np.full((n_boot, 0, 3), np.nan)
 
 
@@ -385,6 +436,7 @@ def cell_optima(
     n_jobs: int = 1,
     progress=None,
     return_bootstrap: bool = False,
+    cache: BootstrapCache | None = None,
 ) -> pd.DataFrame | tuple[pd.DataFrame, np.ndarray, list[CellRuns]]:
     """One row per cell: cell, n_params, tokens, lr_opt, batch_opt, loss_opt, lr_low/high,
     batch_low/high (95% bootstrap), n_runs, n_finished, n_diverged, n_pruned, the four edge
@@ -392,7 +444,15 @@ def cell_optima(
     cells = split_cells(runs)
     rows = []
     boot = (
-        cell_bootstrap(cells, bootstrap, seed, band_rel=band_rel, n_jobs=n_jobs, progress=progress)
+        cell_bootstrap(
+            cells,
+            bootstrap,
+            seed,
+            band_rel=band_rel,
+            n_jobs=n_jobs,
+            progress=progress,
+            cache=cache,
+        )
         if bootstrap
         else None
     )

@@ -177,3 +177,50 @@ def test_a_cells_bootstrap_does_not_depend_on_the_other_cells():
     np.testing.assert_array_equal(full[:, 2:], some)
     other_seed = cell_bootstrap(cells[2:], 40, seed=8)
     assert not np.array_equal(np.nan_to_num(some), np.nan_to_num(other_seed))
+
+
+def test_a_bootstrap_cache_reuses_only_cells_whose_runs_are_the_same():
+    """Fits that share cells (a backtest's refits, the full fit) resample each cell once; a
+    cell with the same name but other runs, or another seed or resample count, is redone."""
+    from scaling.optimum import BootstrapCache, cell_bootstrap, split_cells
+    from scaling.synthetic import make_sweep
+
+    runs, _ = make_sweep(seed=3, sizes=(2e6, 6e6, 2e7), budget_per_param=(5.0, 20.0), n_runs=12)
+    cells = split_cells(runs)
+    cache = BootstrapCache()
+    ticks = []
+    full = cell_bootstrap(cells, 40, seed=7, cache=cache, progress=ticks.append)
+    assert len(cache) == len(cells) and cache.hits == 0 and sum(ticks) == len(cells)
+    ticks.clear()
+    again = cell_bootstrap(cells[1:], 40, seed=7, cache=cache, n_jobs=2, progress=ticks.append)
+    assert cache.hits == len(cells) - 1 and sum(ticks) == len(cells) - 1
+    np.testing.assert_array_equal(again, full[:, 1:])
+    # Same name, one loss changed: resampled afresh, not taken from the cache.
+    changed = split_cells(runs)[0]
+    changed.loss = changed.loss.copy()
+    changed.loss[0] += 0.5
+    before = cache.hits
+    cell_bootstrap([changed], 40, seed=7, cache=cache)
+    assert cache.hits == before and len(cache) == len(cells) + 1
+    cell_bootstrap(cells[:1], 40, seed=8, cache=cache)
+    cell_bootstrap(cells[:1], 41, seed=7, cache=cache)
+    assert cache.hits == before and len(cache) == len(cells) + 3
+
+
+def test_fit_optimum_laws_with_a_shared_cache_is_the_same_law():
+    from scaling.laws import fit_optimum_laws
+    from scaling.optimum import BootstrapCache
+    from scaling.synthetic import make_sweep
+
+    runs, _ = make_sweep(seed=5, sizes=(2e6, 6e6, 2e7), budget_per_param=(5.0, 20.0), n_runs=12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cache = BootstrapCache()
+        fit_optimum_laws(runs, bootstrap=60, seed=1, cache=cache, loss_intervals=False)
+        held_in = runs[runs["n_params"] < runs["n_params"].max()]
+        cached = fit_optimum_laws(held_in, bootstrap=60, seed=1, cache=cache, loss_intervals=False)
+        fresh = fit_optimum_laws(held_in, bootstrap=60, seed=1, loss_intervals=False)
+    assert cache.hits == held_in.groupby(["n_params", "tokens"]).ngroups
+    assert cached.lr.params_ == fresh.lr.params_
+    assert cached.batch_tokens.params_ == fresh.batch_tokens.params_
+    pd.testing.assert_frame_equal(cached.cells, fresh.cells)
