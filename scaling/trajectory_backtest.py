@@ -27,6 +27,7 @@ __all__ = ["backtest", "main"]
 SCHEDULE_TARGET = 0.003  # mean relative error on a held-out schedule (issue 6)
 SIZE_TARGET = 0.01  # mean relative error on the held-out largest size
 LR_TOL = 0.05  # peak LRs within 5% count as the same LR
+EXPERIMENTS = ("schedule", "size")
 
 
 def _errors(pred: np.ndarray, loss: np.ndarray) -> tuple[float, float]:
@@ -97,9 +98,18 @@ def backtest(
     n_bootstrap: int = 20,
     skip_frac: float = SKIP_FRAC,
     seed: int = 0,
+    experiments: tuple[str, ...] = EXPERIMENTS,
 ):
-    """Rows of the backtest table (a DataFrame) and the curves to plot."""
+    """Rows of the backtest table (a DataFrame) and the curves to plot. experiments: which of
+    "schedule" (held-out schedules, single-size fits: seconds) and "size" (held-out size,
+    cross-size fits: the long part) to run."""
     import pandas as pd
+
+    unknown = [e for e in experiments if e not in EXPERIMENTS]
+    if unknown or not experiments:
+        raise ValueError(
+            f"experiments must be one or more of {', '.join(EXPERIMENTS)}, got {experiments!r}"
+        )
 
     ok, excluded = _usable_runs(runs)
     curves = curves.copy()
@@ -112,7 +122,8 @@ def backtest(
     # et al.): the single-size law is the multi-power law at one peak LR (its LR dependence
     # does not carry across a wide LR grid), so each held-out run is predicted from the fitted
     # schedules' runs of its own size, peak LR, length and batch.
-    for n_params, group in ok.groupby("n_params"):
+    by_size = ok.groupby("n_params") if "schedule" in experiments else ()
+    for n_params, group in by_size:
         peak = {rid: float(lrs_of[rid].max()) for rid in group.index}
         fit_ids = [rid for rid in group.index if group.loc[rid, "schedule"] in fit_schedules]
         test_all = [rid for rid in group.index if rid not in fit_ids]
@@ -163,7 +174,7 @@ def backtest(
 
     # 2. Held-out size: fit every schedule of the smaller sizes, predict the largest.
     sizes = np.sort(ok["n_params"].unique())
-    if sizes.size >= 2:
+    if sizes.size >= 2 and "size" in experiments:
         largest = sizes[-1]
         train_runs = runs[runs["run_id"].astype(str).isin(ok.index[ok["n_params"] < largest])]
         law = CrossSizeTrajectoryLaw(n_bootstrap=n_bootstrap, skip_frac=skip_frac, seed=seed).fit(
@@ -324,6 +335,12 @@ def main(argv: list[str] | None = None) -> int:
         default="constant,cosine",
         help="schedules fitted in the held-out-schedule test (comma-separated)",
     )
+    parser.add_argument(
+        "--experiments",
+        default=",".join(EXPERIMENTS),
+        help="which to run, comma-separated: schedule (held-out schedules; seconds), size "
+        "(held-out size; the long part). Default: both",
+    )
     parser.add_argument("--bootstrap", type=int, default=20)
     parser.add_argument(
         "--skip-frac",
@@ -338,6 +355,13 @@ def main(argv: list[str] | None = None) -> int:
             parser.exit(2, f"error: file not found: {path}\n")
     if args.bootstrap < 0:
         parser.exit(2, f"error: --bootstrap must be >= 0, got {args.bootstrap}\n")
+    experiments = tuple(e.strip() for e in args.experiments.split(",") if e.strip())
+    if not experiments or any(e not in EXPERIMENTS for e in experiments):
+        parser.exit(
+            2,
+            f"error: --experiments must be one or more of {', '.join(EXPERIMENTS)} "
+            f"(comma-separated), got {args.experiments!r}\n",
+        )
     started = time.perf_counter()
     try:  # a file that cannot be read or parsed is an error, as a missing one is
         runs, curves = read_csv_table(args.runs, "runs"), read_csv_table(args.curves, "curves")
@@ -358,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
             n_bootstrap=args.bootstrap,
             skip_frac=args.skip_frac,
             seed=args.seed,
+            experiments=experiments,
         )
     except ValueError as exc:
         parser.exit(2, f"error: {exc}\n")

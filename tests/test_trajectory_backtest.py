@@ -128,6 +128,22 @@ def test_cli_writes_report_table_and_figure(tables, capsys):
     assert capsys.readouterr().out.startswith("# Trajectory-law backtest")
 
 
+def test_one_experiment_alone_is_the_same_rows(tables, result):
+    """--experiments schedule runs the single-size fits only (seconds, not the cross-size fit)
+    and gives the same rows as the full backtest's held-out-schedule part."""
+    _, runs, curves = tables
+    full, _, _ = result
+    only, plots, _ = backtest(runs, curves, n_bootstrap=2, seed=0, experiments=("schedule",))
+    assert set(only["experiment"]) == {"held-out schedule"}
+    expected = full[full["experiment"] == "held-out schedule"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(only.reset_index(drop=True), expected)
+    assert {p[0] for p in plots} == {"held-out schedule"}
+    sizes, _, _ = backtest(runs, curves, n_bootstrap=0, seed=0, experiments=("size",))
+    assert set(sizes["experiment"]) == {"held-out size"}
+    with pytest.raises(ValueError, match="experiments must be one or more of schedule, size"):
+        backtest(runs, curves, experiments=("sizes",))
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -135,6 +151,8 @@ def test_cli_writes_report_table_and_figure(tables, capsys):
         ({"bootstrap": "-1"}, "error: --bootstrap must be >= 0, got -1"),
         ({"skip_frac": "1.5"}, "error: skip_frac must be in [0, 1), got 1.5"),
         ({"drop": "loss"}, "error: --curves: missing column(s) loss"),
+        ({"experiments": "sched"}, "error: --experiments must be one or more of schedule, size"),
+        ({"experiments": ","}, "error: --experiments must be one or more of schedule, size"),
     ],
 )
 def test_cli_bad_input_is_one_error_line(tables, tmp_path, capsys, change, message):
@@ -149,6 +167,7 @@ def test_cli_bad_input_is_one_error_line(tables, tmp_path, capsys, change, messa
         "--out", str(tmp_path / "tb.md"),
         "--bootstrap", change.get("bootstrap", "0"),
         "--skip-frac", change.get("skip_frac", "0.25"),
+        "--experiments", change.get("experiments", "schedule,size"),
     ]  # fmt: skip
     with pytest.raises(SystemExit) as exc:
         main(argv)
