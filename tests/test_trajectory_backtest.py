@@ -61,7 +61,7 @@ def tables(tmp_path_factory):
 @pytest.fixture(scope="module")
 def result(tables):
     _, runs, curves = tables
-    return backtest(runs, curves, n_bootstrap=2, seed=0)
+    return backtest(runs, curves, seed=0)
 
 
 def test_held_out_schedules_and_size_meet_the_targets_on_a_known_law(result):
@@ -133,12 +133,12 @@ def test_one_experiment_alone_is_the_same_rows(tables, result):
     and gives the same rows as the full backtest's held-out-schedule part."""
     _, runs, curves = tables
     full, _, _ = result
-    only, plots, _ = backtest(runs, curves, n_bootstrap=2, seed=0, experiments=("schedule",))
+    only, plots, _ = backtest(runs, curves, seed=0, experiments=("schedule",))
     assert set(only["experiment"]) == {"held-out schedule"}
     expected = full[full["experiment"] == "held-out schedule"].reset_index(drop=True)
     pd.testing.assert_frame_equal(only.reset_index(drop=True), expected)
     assert {p[0] for p in plots} == {"held-out schedule"}
-    sizes, _, _ = backtest(runs, curves, n_bootstrap=0, seed=0, experiments=("size",))
+    sizes, _, _ = backtest(runs, curves, seed=0, experiments=("size",))
     assert set(sizes["experiment"]) == {"held-out size"}
     with pytest.raises(ValueError, match="experiments must be one or more of schedule, size"):
         backtest(runs, curves, experiments=("sizes",))
