@@ -272,61 +272,73 @@ def _huber_rho(weights: np.ndarray, n_data: int, prior_weight: float):
     return rho
 
 
+class _Problem:
+    """`_objective` as robust least squares over the free terms of theta: residuals
+    f = (log predicted - log measured) / delta per logged point, then the prior's two; with
+    `rho`, 0.5 * sum(rho(f^2)) is `_objective`'s value wherever the law's losses are positive."""
+
+    def __init__(self, theta0, curves, bounds, delta, targets=None):
+        lo, hi = np.array(bounds, dtype=float).T
+        self.lo, self.hi = lo, hi
+        # Terms held fixed (equal bounds: a size exponent with one size, the peak-LR terms with
+        # one LR) are left out of the search, so that they cannot change its path.
+        self.free = lo < hi
+        self.theta0 = np.clip(np.asarray(theta0, dtype=float), lo, hi)
+        self.curves, self.delta = curves, delta
+        self.ys = [cv.log_loss if targets is None else targets[i] for i, cv in enumerate(curves)]
+        n_data = sum(y.size for y in self.ys)
+        weights = np.concatenate([np.full(y.size, 1.0 / (y.size * len(curves))) for y in self.ys])
+        self.rho = _huber_rho(weights, n_data, _PRIOR_WEIGHT)
+        self.prior_rows = np.array([curves[0].design[row] for row in _PRIOR_LOG_MEAN])
+        self.prior_means = np.array(list(_PRIOR_LOG_MEAN.values()))
+
+    def full(self, x):
+        theta = self.theta0.copy()
+        theta[self.free] = x
+        return theta
+
+    def residuals(self, x):
+        theta = self.full(x)
+        out = []
+        for cv, y in zip(self.curves, self.ys, strict=True):
+            loss, _ = _law(cv.design @ theta, cv.terms, grad=False)
+            ok = np.isfinite(loss) & (loss > 0)
+            out.append((np.log(np.where(ok, loss, 1e-12)) - y) / self.delta)
+        out.append(self.prior_rows @ theta - self.prior_means)
+        return np.concatenate(out)
+
+    def jacobian(self, x):
+        theta = self.full(x)
+        rows = []
+        for cv in self.curves:
+            loss, jac = _law(cv.design @ theta, cv.terms, grad=True)
+            ok = np.isfinite(loss) & (loss > 0)
+            j = (jac / np.where(ok, loss, 1.0)[:, None]) @ cv.design[:, self.free] / self.delta
+            j[~ok] = 0.0
+            rows.append(np.nan_to_num(j, nan=0.0, posinf=0.0, neginf=0.0))
+        rows.append(self.prior_rows[:, self.free])
+        return np.vstack(rows)
+
+
 def _minimize(theta0, curves, bounds, delta, targets=None, maxiter=1000, ftol=1e-8):
     """Minimize `_objective` over the free terms of theta: a robust (Huber) nonlinear least
     squares, solved by scipy's trust-region reflective method with the law's analytic Jacobian
-    (Gauss-Newton steps: tens of evaluations where L-BFGS took thousands on the joint fit).
+    (Gauss-Newton steps: tens of evaluations where L-BFGS-B took thousands on the joint fit).
     maxiter bounds the law evaluations."""
     from scipy.optimize import least_squares
 
-    # Terms held fixed (equal bounds: a size exponent with one size, the peak-LR terms with one
-    # LR) are left out of the search, so that they cannot change its path.
-    lo, hi = np.array(bounds, dtype=float).T
-    free = lo < hi
-    theta0 = np.clip(np.asarray(theta0, dtype=float), lo, hi)
-    ys = [cv.log_loss if targets is None else targets[i] for i, cv in enumerate(curves)]
-    n_data = sum(y.size for y in ys)
-    weights = np.concatenate([np.full(y.size, 1.0 / (y.size * len(curves))) for y in ys])
-    prior_rows = np.array([curves[0].design[row] for row in _PRIOR_LOG_MEAN])
-    prior_means = np.array(list(_PRIOR_LOG_MEAN.values()))
-
-    def full(x):
-        theta = theta0.copy()
-        theta[free] = x
-        return theta
-
-    def residuals(x):
-        theta = full(x)
-        out = []
-        for cv, y in zip(curves, ys, strict=True):
-            loss, _ = _law(cv.design @ theta, cv.terms, grad=False)
-            ok = np.isfinite(loss) & (loss > 0)
-            out.append((np.log(np.where(ok, loss, 1e-12)) - y) / delta)
-        out.append(prior_rows @ theta - prior_means)
-        return np.concatenate(out)
-
-    def jacobian(x):
-        theta = full(x)
-        rows = []
-        for cv in curves:
-            loss, jac = _law(cv.design @ theta, cv.terms, grad=True)
-            ok = np.isfinite(loss) & (loss > 0)
-            j = (jac / np.where(ok, loss, 1.0)[:, None]) @ cv.design[:, free] / delta
-            j[~ok] = 0.0
-            rows.append(np.nan_to_num(j, nan=0.0, posinf=0.0, neginf=0.0))
-        rows.append(prior_rows[:, free])
-        return np.vstack(rows)
-
+    problem = _Problem(theta0, curves, bounds, delta, targets)
+    free, theta0 = problem.free, problem.theta0
     with np.errstate(all="ignore"):
         if not free.any():
             value = _objective(theta0, curves, delta, targets)[0]
             return _Fit(theta0, value, True, 0, "no free terms")
         res = least_squares(
-            residuals,
+            problem.residuals,
             theta0[free],
-            jac=jacobian,
-            bounds=(lo[free], hi[free]),
-            loss=_huber_rho(weights, n_data, _PRIOR_WEIGHT),
+            jac=problem.jacobian,
+            bounds=(problem.lo[free], problem.hi[free]),
+            loss=problem.rho,
             method="trf",
             x_scale="jac",
             ftol=ftol,
@@ -334,7 +346,7 @@ def _minimize(theta0, curves, bounds, delta, targets=None, maxiter=1000, ftol=1e
             gtol=ftol,
             max_nfev=maxiter,
         )
-        theta = full(res.x)
+        theta = problem.full(res.x)
         value = _objective(theta, curves, delta, targets)[0]
     # least_squares' ftol is relative to the cost, which an exact fit (noiseless curves) drives
     # to zero without meeting it; an objective below ftol itself counts as converged, as it did

@@ -464,3 +464,74 @@ def test_annealing_saturation_is_none_without_an_lr_drop():
     lrs = _specs()["constant"].lrs(PEAK_LR, STEPS)
     law = TrajectoryLaw(n_bootstrap=0, seed=0).fit(_logged(TRUE, lrs, rng, "c"), {"c": lrs})
     assert law.annealing_saturation_ is None
+
+
+def _fit_problem(synthetic, names=("constant", "cosine", "wsd")):
+    from scaling.trajectory import _N_LOCAL, _collect, _local_bounds
+
+    curves, lrs = synthetic
+    data = _collect(
+        curves[curves["run_id"].isin(names)],
+        lrs,
+        SEGMENTS,
+        design=lambda rid: np.eye(_N_LOCAL),
+        skip_frac=0.25,
+    )
+    fits = [cv for cv, _, _ in data]
+    min_loss = float(min(np.exp(cv.log_loss).min() for cv in fits))
+    return fits, _local_bounds(min_loss)
+
+
+def test_the_least_squares_form_is_the_huber_objective(synthetic):
+    """The fit minimizes `_objective` as robust least squares: 0.5 * sum(rho(f^2)) equals the
+    objective, and the Jacobian equals finite differences of the residuals."""
+    from scaling.trajectory import _objective, _Problem
+
+    fits, bounds = _fit_problem(synthetic)
+    rng = np.random.default_rng(0)
+    truth = np.log([TRUE[k] for k in PARAM_NAMES])
+    for scale in (
+        0.0,
+        0.05,
+        0.3,
+    ):  # at the truth (residuals inside Huber's quadratic part) and off it
+        theta = np.clip(truth + rng.normal(0, scale, truth.size), *np.array(bounds).T)
+        problem = _Problem(theta, fits, bounds, 1e-2)
+        x = theta[problem.free]
+        f = problem.residuals(x)
+        cost = 0.5 * problem.rho(f**2)[0].sum()
+        assert cost == pytest.approx(_objective(theta, fits, 1e-2)[0], rel=1e-9)
+        jac = problem.jacobian(x)
+        eps = 1e-6
+        for k in range(x.size):
+            step = np.zeros_like(x)
+            step[k] = eps
+            numeric = (problem.residuals(x + step) - problem.residuals(x - step)) / (2 * eps)
+            np.testing.assert_allclose(jac[:, k], numeric, rtol=1e-4, atol=1e-6)
+
+
+def test_the_least_squares_fit_reaches_the_lbfgs_optimum(synthetic):
+    """From the same start, the least-squares solver ends at an objective no worse than
+    L-BFGS-B run to convergence on `_objective` (what the fit used before), in far fewer
+    evaluations of the law."""
+    from scipy.optimize import minimize
+
+    from scaling.trajectory import _heuristic_phi, _minimize, _objective
+
+    fits, bounds = _fit_problem(synthetic)
+    xy = [(cv.terms.s1, np.exp(cv.log_loss), PEAK_LR, STEPS) for cv in fits]
+    start = np.clip(_heuristic_phi(xy), *np.array(bounds).T)
+    ours = _minimize(start, fits, bounds, 1e-2, maxiter=1000, ftol=1e-12)
+    with np.errstate(all="ignore"):
+        ref = minimize(
+            lambda th: _objective(th, fits, 1e-2),
+            start,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"maxiter": 20000, "ftol": 1e-15, "gtol": 1e-12},
+        )
+    assert ours.success
+    assert ours.fun <= ref.fun + 1e-9
+    assert ours.nit < ref.nfev
+    np.testing.assert_allclose(ours.x[:3], ref.x[:3], atol=0.02)  # L0, A, alpha: well pinned
