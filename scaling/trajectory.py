@@ -17,8 +17,9 @@ of the run (the fast initial transient of short runs), are not fitted.
 
 Fit: Huber loss on log(loss) residuals, minimized as robust nonlinear least squares
 (trust-region reflective, analytic Jacobian) from several seeded starts, positive parameters in
-log space; a residual bootstrap (block-preserving) gives the intervals. Runs of ~10^4 steps stay cheap because the LR changes after the peak are merged
-into at most `max_segments` groups (error < 1e-4 relative for smooth schedules).
+log space; a residual bootstrap (block-preserving) gives the intervals. Runs of ~10^4 steps
+stay cheap because the LR changes after the peak are merged into at most `max_segments` groups
+(error < 1e-4 relative for smooth schedules).
 
 Step convention: the loss "at step t" is the validation loss after t optimizer updates, which
 used lr_schedule[0], ..., lr_schedule[t-1]; t runs from 1 to len(lr_schedule).
@@ -291,27 +292,34 @@ class _Problem:
         self.rho = _huber_rho(weights, n_data, _PRIOR_WEIGHT)
         self.prior_rows = np.array([curves[0].design[row] for row in _PRIOR_LOG_MEAN])
         self.prior_means = np.array(list(_PRIOR_LOG_MEAN.values()))
+        self._last: tuple[np.ndarray, list] | None = None
 
     def full(self, x):
         theta = self.theta0.copy()
         theta[self.free] = x
         return theta
 
+    def _evaluate(self, x) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The law and its derivatives on every curve at x. least_squares asks for the
+        Jacobian at the point whose residuals it has just computed: both come from this one
+        evaluation (the derivatives reuse the loss's intermediate terms)."""
+        if self._last is None or not np.array_equal(self._last[0], x):
+            theta = self.full(x)
+            evals = [_law(cv.design @ theta, cv.terms, grad=True) for cv in self.curves]
+            self._last = (np.array(x, copy=True), evals)
+        return self._last[1]
+
     def residuals(self, x):
-        theta = self.full(x)
         out = []
-        for cv, y in zip(self.curves, self.ys, strict=True):
-            loss, _ = _law(cv.design @ theta, cv.terms, grad=False)
+        for (loss, _), y in zip(self._evaluate(x), self.ys, strict=True):
             ok = np.isfinite(loss) & (loss > 0)
             out.append((np.log(np.where(ok, loss, 1e-12)) - y) / self.delta)
-        out.append(self.prior_rows @ theta - self.prior_means)
+        out.append(self.prior_rows @ self.full(x) - self.prior_means)
         return np.concatenate(out)
 
     def jacobian(self, x):
-        theta = self.full(x)
         rows = []
-        for cv in self.curves:
-            loss, jac = _law(cv.design @ theta, cv.terms, grad=True)
+        for cv, (loss, jac) in zip(self.curves, self._evaluate(x), strict=True):
             ok = np.isfinite(loss) & (loss > 0)
             j = (jac / np.where(ok, loss, 1.0)[:, None]) @ cv.design[:, self.free] / self.delta
             j[~ok] = 0.0

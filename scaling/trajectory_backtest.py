@@ -30,6 +30,14 @@ LR_TOL = 0.05  # peak LRs within 5% count as the same LR
 EXPERIMENTS = ("schedule", "size")
 
 
+def _check_experiments(experiments: tuple[str, ...], field: str, given) -> None:
+    if not experiments or any(e not in EXPERIMENTS for e in experiments):
+        raise ValueError(
+            f"{field} must be one or more of {', '.join(EXPERIMENTS)} (comma-separated), "
+            f"got {given!r}"
+        )
+
+
 def _errors(pred: np.ndarray, loss: np.ndarray) -> tuple[float, float]:
     rel = np.abs(pred / loss - 1.0)
     return float(rel.mean()), float(rel.max())
@@ -105,11 +113,7 @@ def backtest(
     cross-size fits: the long part) to run."""
     import pandas as pd
 
-    unknown = [e for e in experiments if e not in EXPERIMENTS]
-    if unknown or not experiments:
-        raise ValueError(
-            f"experiments must be one or more of {', '.join(EXPERIMENTS)}, got {experiments!r}"
-        )
+    _check_experiments(experiments, "experiments", experiments)
 
     ok, excluded = _usable_runs(runs)
     curves = curves.copy()
@@ -362,12 +366,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.bootstrap < 0:
         parser.exit(2, f"error: --bootstrap must be >= 0, got {args.bootstrap}\n")
     experiments = tuple(e.strip() for e in args.experiments.split(",") if e.strip())
-    if not experiments or any(e not in EXPERIMENTS for e in experiments):
-        parser.exit(
-            2,
-            f"error: --experiments must be one or more of {', '.join(EXPERIMENTS)} "
-            f"(comma-separated), got {args.experiments!r}\n",
-        )
+    try:
+        _check_experiments(experiments, "--experiments", args.experiments)
+    except ValueError as exc:
+        parser.exit(2, f"error: {exc}\n")
     started = time.perf_counter()
     try:  # a file that cannot be read or parsed is an error, as a missing one is
         runs, curves = read_csv_table(args.runs, "runs"), read_csv_table(args.curves, "curves")
