@@ -3,6 +3,10 @@
 Times the loss-law point fit and a full fit (cell optima, loss law, LR and batch laws, 1000
 bootstrap resamples, backtest) on a seeded synthetic sweep of 5 sizes x 3 budgets x 20 runs.
 Targets: point fit < 5 s, full fit < 60 s on 2 cores.
+
+Also times the cross-size trajectory law alone, with the settings `fit` uses, on the real loss
+curves of a committed sweep (`--curves-from`, default results/quick): no target, a record of
+what the curves add to a fit.
 """
 
 from __future__ import annotations
@@ -20,14 +24,51 @@ __all__ = ["run_bench"]
 TARGETS = {"loss_law_point_fit_s": 5.0, "full_fit_s": 60.0}
 
 
+_DEFAULT_CURVES = Path(__file__).resolve().parents[1] / "results" / "quick"
+
+
+def _check_sweep_dir(sweep_dir: str | os.PathLike) -> Path:
+    sweep_dir = Path(sweep_dir)
+    for name in ("runs.csv", "curves.csv"):
+        if not (sweep_dir / name).is_file():
+            raise FileNotFoundError(f"--curves-from: {sweep_dir / name} not found")
+    return sweep_dir
+
+
+def time_trajectory_fit(sweep_dir: str | os.PathLike, seed: int = 0) -> dict:
+    """Fit the cross-size trajectory law on `sweep_dir`'s runs.csv and curves.csv, with the
+    settings `scaling.fit` uses, and time it."""
+    from .runs import read_curves, read_runs
+    from .trajectory import CrossSizeTrajectoryLaw
+
+    sweep_dir = _check_sweep_dir(sweep_dir)
+    runs, curves = read_runs(sweep_dir / "runs.csv"), read_curves(sweep_dir / "curves.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        law = CrossSizeTrajectoryLaw(seed=seed).fit(runs, curves)
+        seconds = time.perf_counter() - t0
+    return {
+        "sweep_dir": str(sweep_dir),
+        "runs": int(law.n_runs_),
+        "bootstrap_refits": int(law.theta_boot_.shape[0]),
+        "seconds": round(seconds, 2),
+    }
+
+
 def run_bench(
-    out_dir: str | os.PathLike = "results/bench", bootstrap: int = 1000, n_jobs: int = 2
+    out_dir: str | os.PathLike = "results/bench",
+    bootstrap: int = 1000,
+    n_jobs: int = 2,
+    curves_from: str | os.PathLike | None = _DEFAULT_CURVES,
 ) -> dict:
     from .laws import fit
     from .loss_law import LossLaw
     from .optimum import cell_optima
     from .synthetic import make_sweep
 
+    if curves_from:
+        _check_sweep_dir(curves_from)  # before the minutes of the other fits
     runs, truth = make_sweep(seed=0, n_runs=20, missing=0.03, pruned=0.03)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -38,6 +79,7 @@ def run_bench(
         t0 = time.perf_counter()
         laws = fit(runs, bootstrap=bootstrap, seed=0, n_jobs=n_jobs)
         full = time.perf_counter() - t0
+    trajectory = time_trajectory_fit(curves_from) if curves_from else None
     doc = laws.to_dict()
     result = {
         "sweep": {
@@ -51,6 +93,7 @@ def run_bench(
         "n_jobs": n_jobs,
         "loss_law_point_fit_s": round(point, 3),
         "full_fit_s": round(full, 2),
+        "trajectory_fit": trajectory,
         "targets": TARGETS,
         "meets_targets": point < TARGETS["loss_law_point_fit_s"] and full < TARGETS["full_fit_s"],
         "loss_law_params": law.params_,
@@ -78,6 +121,14 @@ def run_bench(
         f"| loss-law point fit | {point:.3f} | < {TARGETS['loss_law_point_fit_s']:g} |",
         f"| full fit ({bootstrap} bootstrap resamples, n_jobs={n_jobs}) | {full:.2f} | "
         f"< {TARGETS['full_fit_s']:g} |",
+    ]
+    if trajectory:
+        md.append(
+            f"| cross-size trajectory law, {trajectory['runs']} real curves of "
+            f"`{_shown(trajectory['sweep_dir'])}`, {trajectory['bootstrap_refits']} bootstrap "
+            f"refits (as `fit`) | {trajectory['seconds']:.2f} | none |"
+        )
+    md += [
         "",
         f"Machine: {os.cpu_count()} CPUs, 1-minute load average {result['machine']['load_average_1m_at_end']}"
         " at the end (other work on the machine inflates the times).",
@@ -87,16 +138,33 @@ def run_bench(
     return result
 
 
+def _shown(path: str) -> str:
+    """A path inside the repository relative to its root, others as given."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except ValueError:
+        return path
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m scaling.bench", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="results/bench")
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--n-jobs", type=int, default=2)
-    args = p.parse_args(argv)
-    result = run_bench(args.out, args.bootstrap, args.n_jobs)
-    print(
-        json.dumps({k: result[k] for k in ("loss_law_point_fit_s", "full_fit_s", "meets_targets")})
+    p.add_argument(
+        "--curves-from",
+        default=str(_DEFAULT_CURVES),
+        help="a sweep folder with runs.csv and curves.csv whose trajectory fit is timed "
+        "('' to skip)",
     )
+    args = p.parse_args(argv)
+    try:
+        result = run_bench(args.out, args.bootstrap, args.n_jobs, args.curves_from or None)
+    except FileNotFoundError as exc:
+        p.error(str(exc))
+    keys = ("loss_law_point_fit_s", "full_fit_s", "trajectory_fit", "meets_targets")
+    print(json.dumps({k: result[k] for k in keys}))
     return 0
 
 
