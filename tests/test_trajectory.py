@@ -246,6 +246,15 @@ def test_cross_size_needs_the_runs_columns(cross_size):
         CrossSizeTrajectoryLaw().fit(runs.drop(columns="steps"), pd.DataFrame())
 
 
+def test_curves_of_another_sweep_are_an_error_that_says_so(cross_size):
+    _, runs = cross_size
+    curves = pd.DataFrame({"run_id": ["other-sweep-t0"] * 3, "step": [10, 20, 30]})
+    curves["loss"] = [3.0, 2.9, 2.8]
+    with pytest.raises(ValueError, match="no run_id of the curves table") as exc:
+        CrossSizeTrajectoryLaw(n_starts=1, n_bootstrap=0).fit(runs, curves)
+    assert "'other-sweep-t0'" in str(exc.value) and "same sweep" in str(exc.value)
+
+
 def test_cross_size_reads_a_format_1_file(cross_size):
     """Files written before the peak-LR terms (11 theta entries) load with those terms at 0."""
     law, runs = cross_size
