@@ -32,7 +32,7 @@ def test_the_bench_times_the_trajectory_fit_on_the_given_curves(small_sweep, tmp
     result = json.loads((tmp_path / "fit.json").read_text())
     trajectory = result["trajectory_fit"]
     assert trajectory["runs"] == 6 and trajectory["seconds"] > 0
-    assert trajectory["bootstrap_refits"] >= 2
+    assert trajectory["bootstrap_refits"] == 20 and 2 <= trajectory["bootstrap_refits_kept"] <= 20
     md = (tmp_path / "fit.md").read_text()
     assert "cross-size trajectory law, 6 real curves" in md
     assert json.loads(capsys.readouterr().out)["trajectory_fit"] == trajectory
