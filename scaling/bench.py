@@ -46,8 +46,7 @@ def time_trajectory_fit(sweep_dir: str | os.PathLike, seed: int = 0) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t0 = time.perf_counter()
-        law = CrossSizeTrajectoryLaw(seed=seed)
-        law.fit(runs, curves)
+        law = CrossSizeTrajectoryLaw(seed=seed).fit(runs, curves)
         seconds = time.perf_counter() - t0
     return {
         "sweep_dir": _shown(str(sweep_dir)),
@@ -127,7 +126,7 @@ def run_bench(
     if trajectory:
         md.append(
             f"| cross-size trajectory law, {trajectory['runs']} real curves of "
-            f"`{_shown(trajectory['sweep_dir'])}`, {trajectory['bootstrap_refits']} bootstrap "
+            f"`{trajectory['sweep_dir']}`, {trajectory['bootstrap_refits']} bootstrap "
             f"refits as in `fit` ({trajectory['bootstrap_refits_kept']} kept) | "
             f"{trajectory['seconds']:.2f} | none |"
         )
