@@ -24,7 +24,8 @@ __all__ = ["run_bench"]
 TARGETS = {"loss_law_point_fit_s": 5.0, "full_fit_s": 60.0}
 
 
-_DEFAULT_CURVES = Path(__file__).resolve().parents[1] / "results" / "quick"
+_ROOT = Path(__file__).resolve().parents[1]
+_DEFAULT_CURVES = _ROOT / "results" / "quick"
 
 
 def _check_sweep_dir(sweep_dir: str | os.PathLike) -> Path:
@@ -142,9 +143,8 @@ def run_bench(
 
 def _shown(path: str) -> str:
     """A path inside the repository relative to its root, others as given."""
-    root = Path(__file__).resolve().parents[1]
     try:
-        return str(Path(path).resolve().relative_to(root))
+        return str(Path(path).resolve().relative_to(_ROOT))
     except ValueError:
         return path
 

@@ -822,6 +822,14 @@ class CrossSizeTrajectoryLaw:
         no_curve = set(schedules) - set(curves.loc[keep, "run_id"].astype(str))
         self.excluded_["no_curve"] = len(no_curve)
         schedules = {k: v for k, v in schedules.items() if k not in no_curve}
+        if no_curve and not schedules:
+            ids = sorted(set(curves["run_id"].astype(str)))
+            raise ValueError(
+                f"runs/curves: no run_id of the curves table is a finished run of the runs "
+                f"table ({len(runs_ok)} finished runs, e.g. {str(runs_ok.index[0])!r}; the "
+                f"curves name {len(ids)} run(s), e.g. {ids[0] if ids else None!r}): are they "
+                "from the same sweep?"
+            )
         data = _collect(
             curves[keep],
             schedules,
@@ -830,15 +838,7 @@ class CrossSizeTrajectoryLaw:
             skip_frac=self.skip_frac,
         )
         if not data:
-            if schedules or not len(runs_ok):
-                raise ValueError("runs/curves: no finished run with logged losses after warmup")
-            ids = sorted(set(curves["run_id"].astype(str)))
-            raise ValueError(
-                f"runs/curves: no run_id of the curves table is a finished run of the runs "
-                f"table ({len(runs_ok)} finished runs, e.g. {str(runs_ok.index[0])!r}; the "
-                f"curves name {len(ids)} run(s), e.g. {ids[0] if ids else None!r}): are they "
-                "from the same sweep?"
-            )
+            raise ValueError("runs/curves: no finished run with logged losses after warmup")
         fits = [cv for cv, _, _ in data]
         self.run_ids_ = [cv.run_id for cv in fits]
         bounds = self._bounds(fits)
