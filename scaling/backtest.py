@@ -118,9 +118,13 @@ def _curve_error(law, row: pd.Series, curves: pd.DataFrame, skip_frac: float):
     steps, loss = steps[keep], c["loss"].to_numpy(dtype=float)[keep]
     pred = law.predict(float(row["n_params"]), lrs, float(row["batch_tokens"]), steps=steps)
     rel = np.abs(pred / loss - 1.0)
+    alone = law.predict(
+        float(row["n_params"]), lrs, float(row["batch_tokens"]), steps=steps, corrected=False
+    )
     full = law.predict(float(row["n_params"]), lrs, float(row["batch_tokens"]))
     return {
         "mean": float(rel.mean()),
+        "mean_alone": float(np.mean(np.abs(alone / loss - 1.0))),
         "max": float(rel.max()),
         "steps": steps,
         "loss": loss,
@@ -219,7 +223,9 @@ def _one(
             got = _curve_error(traj, best_run, curves, skip_frac)
             if got is not None:
                 row.update(
-                    curve_mean_rel_err_pct=100 * got["mean"], curve_max_rel_err_pct=100 * got["max"]
+                    curve_mean_rel_err_pct=100 * got["mean"],
+                    curve_max_rel_err_pct=100 * got["max"],
+                    curve_alone_mean_rel_err_pct=100 * got["mean_alone"],
                 )
                 plots.append((hold, row["cell"], got))
         rows.append(row)
@@ -236,6 +242,9 @@ def _one(
             summary[f"mean_abs_{key}"] = float(vals.mean())
             summary[f"max_abs_{key}"] = float(vals.max())
             summary[f"meets_{key}"] = bool(vals.mean() <= TARGETS[key])
+    alone = [r["curve_alone_mean_rel_err_pct"] for r in rows if "curve_alone_mean_rel_err_pct" in r]
+    if alone:
+        summary["mean_curve_alone_mean_rel_err_pct"] = float(np.mean(alone))
     floor = np.array([r["gap_at_opt_pct"] for r in rows if "gap_at_opt_pct" in r])
     if floor.size:
         summary["mean_gap_at_opt_pct"] = float(floor.mean())
@@ -317,7 +326,8 @@ def markdown(result: dict[str, Any], command: str, seconds: float) -> str:
         "fit`): it weights the cells of the LR and batch laws, so the refitted laws are the ones "
         "the fit would ship without the held-out cells.",
         "- *curve*: the trajectory law refitted on the held-in runs, predicting the curve of the "
-        "cell's best run (mean relative error after the first quarter of the run).",
+        "cell's best run (mean relative error after the first quarter of the run), times its "
+        "residual map (its own misfit on the most similar held-in runs of the nearest sizes).",
         "",
     ]
     for hold, title in (("size", "largest model size"), ("budget", "largest token budget")):
@@ -360,6 +370,11 @@ def markdown(result: dict[str, Any], command: str, seconds: float) -> str:
                     f"- {label}: mean {s[f'mean_abs_{key}']:.2f}%, worst "
                     f"{s[f'max_abs_{key}']:.2f}% ({verdict} the {TARGETS[key]}% target)"
                 )
+        if "mean_curve_alone_mean_rel_err_pct" in s:
+            lines.append(
+                "- the same curves from the trajectory law alone, without its residual map: mean "
+                f"{s['mean_curve_alone_mean_rel_err_pct']:.2f}%"
+            )
         if "mean_gap_at_opt_pct" in s:
             lines.append(
                 f"- the same reading at each cell's own fitted optimum (the floor of that "

@@ -35,6 +35,9 @@ from typing import Any
 import numpy as np
 from scipy.special import huber, ndtri
 
+from ._residual_map import ResidualMap
+from ._residual_map import on_grid as residual_on_grid
+from ._residual_map import profile as residual_profile
 from ._util import check_batch_fits, contain_point
 
 __all__ = [
@@ -49,9 +52,10 @@ __all__ = [
 
 PARAM_NAMES = ("L0", "A", "alpha", "B", "C", "beta", "gamma")
 FORM = "multi-power law (Luo et al. 2025)"
-# 2: CrossSizeTrajectoryLaw gained the peak-LR terms; 3: the peak-LR x batch terms. Older
-# files still load (the terms they lack are 0: the law they were fitted as).
-FORMAT_VERSION = 3
+# 2: CrossSizeTrajectoryLaw gained the peak-LR terms; 3: the peak-LR x batch terms; 4: its
+# residual map. Older files still load (the terms they lack are 0, and without a residual map
+# the law predicts uncorrected: the law they were fitted as).
+FORMAT_VERSION = 4
 _N_LOCAL = len(PARAM_NAMES)
 # LRs below this fraction of the peak are raised to it inside lr^(-gamma) only, so that a
 # schedule that decays to exactly zero stays finite.
@@ -742,6 +746,7 @@ class CrossSizeTrajectoryLaw:
     def _reset(self) -> None:
         self.theta_: np.ndarray | None = None
         self.lr_ref_: float | None = None
+        self.residual_map_: ResidualMap | None = None
         self.annealing_saturation_: float | None = None  # not stored in law files
 
     def _design(
@@ -844,6 +849,7 @@ class CrossSizeTrajectoryLaw:
         bounds = self._bounds(fits)
         starts = self._starts(data, bounds)
         self._fit_theta_and_bootstrap(starts, fits, bounds)
+        self.residual_map_ = self._residual_map(fits, schedules, n_of, bt_of)
         self.loss_cap_ = _loss_cap(curves, self.run_ids_)
         used = runs_ok.loc[self.run_ids_]
         steps_used = [int(s) for s in used["steps"]] if "steps" in used else [0]
@@ -856,6 +862,29 @@ class CrossSizeTrajectoryLaw:
         }
         self.n_runs_ = len(fits)
         return self
+
+    def _residual_map(self, fits, schedules, n_of, bt_of) -> ResidualMap | None:
+        """Each fitted run's log residual along its progress (see scaling._residual_map)."""
+        coords, profiles, resid = [], [], []
+        for cv in fits:
+            lrs = schedules[cv.run_id]
+            pred = _predict_phi(cv.design @ self.theta_, lrs, cv.steps, self.max_segments)
+            with np.errstate(all="ignore"):
+                r = cv.log_loss - np.log(pred)
+            if not np.all(np.isfinite(r)):
+                continue  # the law gives no positive loss here: nothing to correct against
+            bt = bt_of[cv.run_id]
+            coords.append(
+                [
+                    math.log(n_of[cv.run_id]),
+                    math.log(lrs.max()),
+                    math.log(bt),
+                    math.log(lrs.size * bt),
+                ]
+            )
+            profiles.append(residual_profile(lrs))
+            resid.append(residual_on_grid(cv.steps, lrs.size, r))
+        return ResidualMap(coords, profiles, resid) if coords else None
 
     def _bounds(self, fits: list[_Curve]) -> list[tuple[float, float]]:
         min_loss = float(min(np.exp(cv.log_loss).min() for cv in fits))
@@ -945,10 +974,14 @@ class CrossSizeTrajectoryLaw:
         *,
         return_interval: bool = False,
         level: float = 0.95,
+        corrected: bool = True,
     ):
         """Loss after each of `steps` updates (default every step) for a model of n_params
         trained with this per-step LR (and batch size). With return_interval=True, returns
-        (loss, low, high)."""
+        (loss, low, high).
+
+        corrected: multiply by the law's own misfit on the fitted runs nearest this query (the
+        residual map; see scaling._residual_map). False gives the smooth law alone."""
         _not_fitted(self)
         n = _positive(n_params, "n_params")
         bt = self._batch(batch_tokens)
@@ -956,19 +989,30 @@ class CrossSizeTrajectoryLaw:
         steps = np.arange(1, lrs.size + 1) if steps is None else _as_steps(steps, lrs.size)
         design = self._design(n, bt, float(lrs.max()))
         pred = _predict_phi(design @ self.theta_, lrs, steps, self.max_segments)
+        factor = 1.0
+        if corrected and self.residual_map_ is not None:
+            factor = np.exp(self.residual_map_.log_correction(n, lrs, bt, steps))
         if not return_interval:
-            return _capped(self.loss_cap_, pred)
+            return _capped(self.loss_cap_, pred * factor)
         boot = np.array(
             [_predict_phi(design @ th, lrs, steps, self.max_segments) for th in self.theta_boot_]
         )
         lo, hi = _interval(
             boot.reshape(-1, steps.size), pred, self.residuals_["q95_abs_log"], level
         )
-        return _capped(self.loss_cap_, pred, lo, hi)
+        return _capped(self.loss_cap_, pred * factor, lo * factor, hi * factor)
 
-    def predict_interval(self, n_params, lr_schedule, batch_tokens=None, steps=None, level=0.95):
+    def predict_interval(
+        self, n_params, lr_schedule, batch_tokens=None, steps=None, level=0.95, corrected=True
+    ):
         return self.predict(
-            n_params, lr_schedule, batch_tokens, steps, return_interval=True, level=level
+            n_params,
+            lr_schedule,
+            batch_tokens,
+            steps,
+            return_interval=True,
+            level=level,
+            corrected=corrected,
         )
 
     def trajectory(
@@ -1056,6 +1100,7 @@ class CrossSizeTrajectoryLaw:
             "batch_ref": self.batch_ref_,
             "lr_ref": self.lr_ref_,
             "residuals": dict(self.residuals_),
+            "residual_map": None if self.residual_map_ is None else self.residual_map_.to_dict(),
             "loss_cap": self.loss_cap_,
             "fitted_range": self.fitted_range_,
             "excluded": dict(self.excluded_),
@@ -1085,6 +1130,8 @@ class CrossSizeTrajectoryLaw:
             None if d.get("batch_ref") is None else _positive(d["batch_ref"], "batch_ref")
         )
         law.residuals_ = dict(d["residuals"])
+        rmap = d.get("residual_map")
+        law.residual_map_ = None if rmap is None else ResidualMap.from_dict(rmap)
         cap = d.get("loss_cap")
         law.loss_cap_ = None if cap is None else _positive(cap, "loss_cap")
         law.fitted_range_ = dict(d.get("fitted_range", {}))

@@ -146,3 +146,17 @@ def test_cli_bad_bootstrap_or_jobs_is_one_error_line(tmp_path, capsys, flag, val
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert f"{flag} must be" in err and f"got {value}" in err
+
+
+def test_curve_error_reports_the_law_alone_beside_the_corrected_curve():
+    """The curve column is the trajectory law times its residual map; the law alone is kept
+    beside it, so the report shows what the map adds (on the committed quick sweep's curves)."""
+    from trajectory_support import quick_held_out
+
+    from scaling.backtest import _curve_error
+
+    law, runs, curves, held = quick_held_out()
+    best = runs[held & (runs["schedule"] == "cosine")].sort_values("loss").iloc[0]
+    got = _curve_error(law, best, curves, 0.25)
+    assert 0 < got["mean"] < got["mean_alone"]
+    assert got["pred_full"].size == int(best["steps"])

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from trajectory_support import PEAK_LR, STEPS, run_row
+from trajectory_support import PEAK_LR, STEPS, quick_held_out, run_row
 
 from scaling.schedules import ScheduleSpec
 from scaling.trajectory import (
@@ -275,7 +275,7 @@ def test_cross_size_reads_a_format_2_file(cross_size):
     a current file cut to 15 entries is an error, not a silent pad."""
     law, runs = cross_size
     d = json.loads(json.dumps(law.to_dict()))
-    assert d["format_version"] == 3 and len(d["theta"]) == 17
+    assert d["format_version"] == 4 and len(d["theta"]) == 17
     old = dict(d, format_version=2, theta=d["theta"][:15])
     old["theta_boot"] = [row[:15] for row in d["theta_boot"]]
     back = CrossSizeTrajectoryLaw.from_dict(old)
@@ -399,18 +399,9 @@ def test_cross_size_law_keeps_the_annealing_drop_at_a_held_out_size():
     in loss over the second half of each cosine run there is predicted at its measured size.
     Per-size fits over mixed peak LRs set the annealing term to zero, and a joint fit started
     from a line through them predicted a median of 0.4x the measured drop."""
-    from pathlib import Path
-
-    from scaling.runs import read_runs
     from scaling.trajectory import fitted_steps
 
-    root = Path(__file__).resolve().parents[1] / "results" / "quick"
-    runs = read_runs(root / "runs.csv")
-    runs.index = runs["run_id"].astype(str)
-    curves = pd.read_csv(root / "curves.csv")
-    curves["run_id"] = curves["run_id"].astype(str)
-    held = runs["n_params"] >= 0.99 * runs["n_params"].max()
-    law = CrossSizeTrajectoryLaw(n_bootstrap=0, skip_frac=0.25, seed=0).fit(runs[~held], curves)
+    law, runs, curves, held = quick_held_out()
     ratios = []
     for rid, run in runs[held & (runs["schedule"] == "cosine")].iterrows():
         lrs = lr_schedule_of_run(run)

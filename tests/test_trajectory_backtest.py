@@ -123,6 +123,9 @@ def test_cli_writes_report_table_and_figure(tables, capsys):
     assert "held-out size: mean of the per-curve mean errors" in text
     table = pd.read_csv(out.with_suffix(".csv"))
     assert {"mean_rel_err", "scatter_floor", "fitted_mean_rel_err"} <= set(table.columns)
+    size_rows = table[table["experiment"] == "held-out size"]
+    assert size_rows["law_alone_mean_rel_err"].notna().all()
+    assert "law alone:" in text
     assert len(table) == 2 * len(SIZES) + len(SCHEDULES)
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert capsys.readouterr().out.startswith("# Trajectory-law backtest")
@@ -136,6 +139,8 @@ def test_one_experiment_alone_is_the_same_rows(tables, result):
     only, plots, _ = backtest(runs, curves, seed=0, experiments=("schedule",))
     assert set(only["experiment"]) == {"held-out schedule"}
     expected = full[full["experiment"] == "held-out schedule"].reset_index(drop=True)
+    # The law-alone column belongs to the held-out size (the residual map's cross-size law).
+    expected = expected.drop(columns="law_alone_mean_rel_err")
     pd.testing.assert_frame_equal(only.reset_index(drop=True), expected)
     assert {p[0] for p in plots} == {"held-out schedule"}
     sizes, _, _ = backtest(runs, curves, seed=0, experiments=("size",))

@@ -1,0 +1,153 @@
+"""The cross-size trajectory law's own misfit, kept per fitted run and carried to new queries.
+
+The law misses a sweep's curves mostly where it misfits the same grid point (peak LR, batch,
+tokens, schedule) at every size: its smooth forms in N and LR cannot follow every bend of the
+data. So the log residual of each fitted run, log(measured) - log(law), along the run's
+progress (step / total steps), is kept; a prediction is multiplied by exp(r), r interpolated
+from the fitted runs of the two sizes nearest the query in log N among those whose runs come
+closest to it (in schedule shape, peak LR, batch and tokens).
+
+Between the grid's points r is a Gaussian-kernel average (Nadaraya-Watson) in log peak LR, log
+batch, log tokens and the schedule's shape (LR / peak LR at 16 points of the run), with each
+bandwidth a third of the grid's typical step in that coordinate. A query at a grid point gets
+that point's residual, half-way between two points their mean, and the correction fades to 0
+(the law alone) once the query is more than about 1.5 grid steps from every fitted run (a
+schedule of another shape, an LR far off the grid).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+# progress points (step / total steps) at which each run's residual is kept
+GRID = np.linspace(0.0, 1.0, 41)
+# where a schedule's shape is read: LR / peak LR at the middle of 16 equal parts of the run
+_PROFILE_AT = (np.arange(16) + 0.5) / 16
+# the shape distance (RMS of LR / peak) that counts as one grid step
+_PROFILE_STEP = 0.1
+# a bandwidth is this share of the grid's step, so a neighbour one step away weighs 1.1%
+_BANDWIDTH_OF_STEP = 1 / 3
+# the law alone enters the average as a pseudo-run at 4.5 bandwidths (1.5 grid steps)
+_PRIOR_WEIGHT = math.exp(-0.5 * 4.5**2)
+# how many of the fitted sizes, nearest the query in log N, are averaged
+N_SIZES = 2
+# a size takes part when its run closest to the query weighs at least this share of the
+# closest run at any size (one grid step further off weighs 1.1%)
+_LIKE_SHARE = 0.5
+_COORDS = ("log_n", "log_lr", "log_batch", "log_tokens")
+_DECIMALS = 6
+
+
+def profile(lrs: np.ndarray) -> np.ndarray:
+    """The schedule's shape: LR / peak LR at 16 points spread over the run."""
+    idx = np.minimum((_PROFILE_AT * lrs.size).astype(np.int64), lrs.size - 1)
+    return lrs[idx] / lrs.max()
+
+
+def on_grid(steps: np.ndarray, n_steps: int, log_resid: np.ndarray) -> np.ndarray:
+    """A run's log residuals at its logged steps, read at the GRID points of its progress
+    (held constant before the first and after the last logged step)."""
+    return np.interp(GRID, np.asarray(steps, dtype=float) / n_steps, log_resid)
+
+
+def _step(values: np.ndarray) -> float:
+    """The typical step between a coordinate's distinct values (log 2 when it has one value)."""
+    u = np.unique(np.round(values, 9))
+    return float(np.median(np.diff(u))) if u.size > 1 else math.log(2.0)
+
+
+class ResidualMap:
+    """Per-run log residuals of a fitted law on a progress grid, with the runs' coordinates."""
+
+    def __init__(self, coords: np.ndarray, profiles: np.ndarray, resid: np.ndarray) -> None:
+        # Rounded as the law file keeps them, so a law predicts the same before and after a
+        # round trip through its file.
+        self.coords = np.round(np.asarray(coords, dtype=np.float64), _DECIMALS)
+        self.coords = self.coords.reshape(-1, len(_COORDS))
+        self.profiles = np.round(np.asarray(profiles, dtype=np.float64), _DECIMALS)
+        self.profiles = self.profiles.reshape(-1, _PROFILE_AT.size)
+        self.resid = np.round(np.asarray(resid, dtype=np.float64), _DECIMALS)
+        self.resid = self.resid.reshape(-1, GRID.size)
+        n = self.coords.shape[0]
+        if n == 0 or self.profiles.shape[0] != n or self.resid.shape[0] != n:
+            raise ValueError(
+                "trajectory law field 'residual_map' must have the same number (>= 1) of "
+                f"coords, profiles and residual rows, got {n}, {self.profiles.shape[0]}, "
+                f"{self.resid.shape[0]}"
+            )
+        for name, arr in (
+            ("coords", self.coords),
+            ("profiles", self.profiles),
+            ("resid", self.resid),
+        ):
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"trajectory law field 'residual_map.{name}' must be finite")
+        self.bandwidth = np.array(
+            [_step(self.coords[:, j]) * _BANDWIDTH_OF_STEP for j in range(1, len(_COORDS))]
+        )
+        self.profile_bandwidth = _PROFILE_STEP * _BANDWIDTH_OF_STEP
+
+    def log_correction(
+        self, n_params: float, lrs: np.ndarray, batch_tokens: float, steps: np.ndarray
+    ) -> np.ndarray:
+        """log(correction factor) at each of `steps` of this query."""
+        z = math.log(n_params)
+        x = np.array(
+            [math.log(lrs.max()), math.log(batch_tokens), math.log(lrs.size * batch_tokens)]
+        )
+        prof = profile(lrs)
+        d2 = (((self.coords[:, 1:] - x) / self.bandwidth) ** 2).sum(axis=1)
+        shape = np.sqrt(np.mean((self.profiles - prof) ** 2, axis=1)) / self.profile_bandwidth
+        w = np.exp(-0.5 * (d2 + shape**2))
+        sizes = np.unique(self.coords[:, 0])
+        closest = np.array([w[self.coords[:, 0] == s].max() for s in sizes])
+        if closest.max() <= _PRIOR_WEIGHT:  # no fitted run is like this query
+            return np.zeros(np.shape(steps))
+        # The sizes whose closest run is about as close as the closest of all (its weight at
+        # least half of that run's), nearest in log N first.
+        like = sizes[closest >= _LIKE_SHARE * closest.max()]
+        per_size = []
+        for s in like[np.argsort(np.abs(like - z), kind="stable")][:N_SIZES]:
+            at = self.coords[:, 0] == s
+            per_size.append(w[at] @ self.resid[at] / (w[at].sum() + _PRIOR_WEIGHT))
+        r = np.mean(per_size, axis=0)
+        return np.interp(np.asarray(steps, dtype=float) / lrs.size, GRID, r)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "coords": list(_COORDS),
+            "grid_points": int(GRID.size),
+            "rows": [
+                [float(v) for v in (*c, *p, *r)]
+                for c, p, r in zip(self.coords, self.profiles, self.resid, strict=True)
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any) -> ResidualMap:
+        if not isinstance(d, dict) or "rows" not in d:
+            raise ValueError("trajectory law field 'residual_map' must be an object with 'rows'")
+        if d.get("grid_points", GRID.size) != GRID.size or list(d.get("coords", _COORDS)) != list(
+            _COORDS
+        ):
+            raise ValueError(
+                f"trajectory law field 'residual_map' has grid_points {d.get('grid_points')!r} "
+                f"and coords {d.get('coords')!r}; this code reads {GRID.size} and {list(_COORDS)}"
+            )
+        width = len(_COORDS) + _PROFILE_AT.size + GRID.size
+        try:
+            rows = np.asarray(d["rows"], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(
+                "trajectory law field 'residual_map.rows' must be a list of lists of numbers"
+            ) from None
+        if rows.ndim != 2 or rows.shape[1] != width:
+            raise ValueError(
+                f"trajectory law field 'residual_map.rows' must be rows of {width} numbers, got "
+                f"shape {rows.shape}"
+            )
+        k = len(_COORDS)
+        return cls(rows[:, :k], rows[:, k : k + _PROFILE_AT.size], rows[:, k + _PROFILE_AT.size :])
