@@ -1026,13 +1026,15 @@ class CrossSizeTrajectoryLaw:
         warmup: float | None = None,
         points: int = 200,
         level: float = 0.95,
+        corrected: bool = True,
     ):
         """The curve of a run of n_params on `tokens` tokens, as a DataFrame with columns step,
         tokens, lr, loss, loss_low, loss_high at `points` steps spread over the run.
 
         schedule: a ScheduleSpec or a schedule name; warmup: steps (int >= 1) or a fraction of
         the run (0 <= float < 1), overriding the spec's. lr and batch_tokens default to the
-        geometric means of the fitted runs' (pass the recommended ones)."""
+        geometric means of the fitted runs' (pass the recommended ones). corrected: see
+        predict."""
         import pandas as pd
 
         from .schedules import ScheduleSpec
@@ -1067,7 +1069,9 @@ class CrossSizeTrajectoryLaw:
             )
         lrs = spec.lrs(lr, n_steps)
         steps = np.unique(np.linspace(1, n_steps, min(points, n_steps)).round().astype(np.int64))
-        loss, lo, hi = self.predict(n, lrs, bt, steps, return_interval=True, level=level)
+        loss, lo, hi = self.predict(
+            n, lrs, bt, steps, return_interval=True, level=level, corrected=corrected
+        )
         return pd.DataFrame(
             {
                 "step": steps,

@@ -133,6 +133,22 @@ def test_the_interval_moves_with_the_correction(bumped):
     assert np.any(np.abs(mid / raw - 1) > BUMP / 2)  # the wiggle moves the prediction
 
 
+def test_the_trajectory_frame_is_corrected_unless_asked_not_to_be(bumped):
+    frame = bumped.trajectory(
+        1.6e7, STEPS * 4096, lr=LRS[-1], batch_tokens=4096, warmup=20, points=40
+    )
+    lrs = COSINE.lrs(LRS[-1], STEPS)
+    steps = frame["step"].to_numpy()
+    np.testing.assert_allclose(frame["loss"], bumped.predict(1.6e7, lrs, 4096, steps))
+    plain = bumped.trajectory(
+        1.6e7, STEPS * 4096, lr=LRS[-1], batch_tokens=4096, warmup=20, points=40, corrected=False
+    )
+    np.testing.assert_allclose(
+        plain["loss"], bumped.predict(1.6e7, lrs, 4096, steps, corrected=False)
+    )
+    assert not np.allclose(frame["loss"], plain["loss"])
+
+
 def test_a_schedule_unlike_every_fitted_run_is_not_corrected(bumped):
     lrs = ScheduleSpec("wsd", warmup_steps=20).lrs(LRS[-1], STEPS)
     np.testing.assert_array_equal(
