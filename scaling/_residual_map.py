@@ -39,6 +39,8 @@ N_SIZES = 2
 _LIKE_SHARE = 0.5
 _COORDS = ("log_n", "log_lr", "log_batch", "log_tokens")
 _DECIMALS = 6
+# log-coordinates closer than this are the same grid value
+_SAME = math.log(1.05)
 
 
 def profile(lrs: np.ndarray) -> np.ndarray:
@@ -54,9 +56,12 @@ def on_grid(steps: np.ndarray, n_steps: int, log_resid: np.ndarray) -> np.ndarra
 
 
 def _step(values: np.ndarray) -> float:
-    """The typical step between a coordinate's distinct values (log 2 when it has one value)."""
-    u = np.unique(np.round(values, 9))
-    return float(np.median(np.diff(u))) if u.size > 1 else math.log(2.0)
+    """The typical step between a coordinate's distinct values (log 2 when it has one value).
+    Values within 5% count as one: a budget's token count varies a little with the batch (whole
+    steps of whole sequences), and those slivers are not grid steps."""
+    gaps = np.diff(np.sort(values))
+    gaps = gaps[gaps > _SAME]
+    return float(np.median(gaps)) if gaps.size else math.log(2.0)
 
 
 class ResidualMap:

@@ -218,3 +218,19 @@ def test_the_map_rejects_rows_that_do_not_match():
         ResidualMap(np.zeros((2, 4)), np.zeros((1, 16)), np.zeros((2, GRID.size)))
     with pytest.raises(ValueError, match="grid_points"):
         ResidualMap.from_dict({"rows": [], "grid_points": 7})
+
+
+def test_token_counts_a_little_apart_are_one_budget_not_a_grid_step():
+    """Runs of one budget at different batches have slightly different token counts; the map's
+    step in tokens is the step between budgets, so a run at twice the budget still reads the
+    shorter runs' residual."""
+    lrs = COSINE.lrs(1.0, 1000)
+    coords, resid = [], []
+    for tokens, r in ((3e6, 0.01), (6e6, 0.02), (6.002e6, 0.02), (5.999e6, 0.02)):
+        coords.append([math.log(1e6), math.log(0.01), math.log(4096), math.log(tokens)])
+        resid.append(np.full(GRID.size, r))
+    rmap = ResidualMap(coords, [profile(lrs)] * 4, resid)
+    assert rmap.bandwidth[2] == pytest.approx(math.log(2) / 3, rel=1e-3)
+    n_steps = int(12e6 / 4096)
+    got = rmap.log_correction(1e6, COSINE.lrs(0.01, n_steps), 4096, np.array([n_steps]))
+    assert got[0] == pytest.approx(0.02, abs=0.001)
