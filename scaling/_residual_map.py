@@ -9,10 +9,11 @@ closest to it (in schedule shape, peak LR, batch and tokens).
 
 Between the grid's points r is a Gaussian-kernel average (Nadaraya-Watson) in log peak LR, log
 batch, log tokens and the schedule's shape (LR / peak LR at 16 points of the run), with each
-bandwidth a third of the grid's typical step in that coordinate. A query at a grid point gets
-that point's residual, half-way between two points their mean, and the correction fades to 0
-(the law alone) once the query is more than about 1.5 grid steps from every fitted run (a
-schedule of another shape, an LR far off the grid).
+bandwidth a share of the grid's typical step in that coordinate (below). A query at a grid
+point gets that point's residual, half-way between two points their mean, and the correction
+fades to 0 (the law alone) where no fitted run is near: a schedule of another shape, an LR or
+batch more than about half a grid step off the grid, a budget more than about 1.5 steps beyond
+it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,12 @@ GRID = np.linspace(0.0, 1.0, 41)
 _PROFILE_AT = (np.arange(16) + 0.5) / 16
 # the shape distance (RMS of LR / peak) that counts as one grid step
 _PROFILE_STEP = 0.1
-# a bandwidth is this share of the grid's step, so a neighbour one step away weighs 1.1%
+# Each bandwidth is a share of the grid's step in its coordinate. In peak LR and batch, a sixth:
+# a query reads the grid points within about half a step (between two points, their mean) and
+# never a point a whole step away (weight 1.5e-8), where the sweep's landscape has moved on.
+# In tokens and the schedule's shape, a third: a neighbour one step away weighs 1.1%, and a
+# budget twice the longest fitted one still reads it (the prior below is 100x smaller).
+_LR_BATCH_SHARE = 1 / 6
 _BANDWIDTH_OF_STEP = 1 / 3
 # the law alone enters the average as a pseudo-run at 4.5 bandwidths (1.5 grid steps)
 _PRIOR_WEIGHT = math.exp(-0.5 * 4.5**2)
@@ -91,7 +97,11 @@ class ResidualMap:
             if not np.all(np.isfinite(arr)):
                 raise ValueError(f"trajectory law field 'residual_map.{name}' must be finite")
         self.bandwidth = np.array(
-            [_step(self.coords[:, j]) * _BANDWIDTH_OF_STEP for j in range(1, len(_COORDS))]
+            [
+                _step(self.coords[:, 1]) * _LR_BATCH_SHARE,
+                _step(self.coords[:, 2]) * _LR_BATCH_SHARE,
+                _step(self.coords[:, 3]) * _BANDWIDTH_OF_STEP,
+            ]
         )
         self.profile_bandwidth = _PROFILE_STEP * _BANDWIDTH_OF_STEP
 

@@ -199,9 +199,9 @@ def test_the_map_reads_grid_points_and_interpolates_between_them():
     assert _at(rmap, 1e6, 0.01) == pytest.approx(0.02, abs=0.001)
     assert _at(rmap, 1e6, 0.02) == pytest.approx(-0.01, abs=0.001)
     assert _at(rmap, 1e6, math.sqrt(0.01 * 0.02)) == pytest.approx(0.005, abs=0.0005)
-    # Beyond the grid: the edge's residual a little way out, nothing two grid steps out.
-    assert _at(rmap, 1e6, 0.005 * 1.2) == pytest.approx(0.02, abs=0.002)
-    assert _at(rmap, 1e6, 0.0025) == pytest.approx(0.0, abs=1e-4)
+    # Beyond the grid: the edge's residual a quarter step out, nothing a whole step out.
+    assert _at(rmap, 1e6, 0.01 / 2**0.25) == pytest.approx(0.02, abs=0.001)
+    assert _at(rmap, 1e6, 0.005) == pytest.approx(0.0, abs=1e-5)
     # Another schedule shape at a grid point: no runs like it, no correction.
     assert _at(rmap, 1e6, 0.01, ScheduleSpec("constant", warmup_steps=20)) == 0.0
 
