@@ -309,18 +309,7 @@ def test_cross_size_fits_runs_at_many_peak_lrs():
         ]:
             spec = ScheduleSpec(name, warmup_steps=20)
             rid = f"n{int(n)}-{name}-{peak:g}"
-            runs.append(
-                {
-                    "run_id": rid,
-                    "n_params": n,
-                    "lr": peak,
-                    "batch_tokens": 4096,
-                    "steps": STEPS,
-                    "schedule": name,
-                    "schedule_json": spec.to_json(),
-                    "state": "complete",
-                }
-            )
+            runs.append(run_row(rid, n, spec, np.nan, lr=peak))
             curves.append(_logged(_lr_params(n, peak), spec.lrs(peak, STEPS), rng, rid))
     law = CrossSizeTrajectoryLaw(n_starts=2, n_bootstrap=0, max_segments=SEGMENTS, seed=0)
     law.fit(pd.DataFrame(runs), pd.concat(curves, ignore_index=True))

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from trajectory_support import PEAK_LR, STEPS, quick_held_out
+from trajectory_support import PEAK_LR, STEPS, quick_held_out, run_row
 
 from scaling._residual_map import GRID, ResidualMap, profile
 from scaling.schedules import ScheduleSpec
@@ -50,18 +50,7 @@ def bumped():
             steps = np.arange(20, STEPS + 1, 20)
             loss = _truth(n, peak, lrs, steps) * np.exp(rng.normal(0.0, 0.001, steps.size))
             curves.append(pd.DataFrame({"run_id": rid, "step": steps, "loss": loss}))
-            runs.append(
-                {
-                    "run_id": rid,
-                    "n_params": n,
-                    "lr": peak,
-                    "batch_tokens": 4096,
-                    "steps": STEPS,
-                    "schedule": "cosine",
-                    "schedule_json": COSINE.to_json(),
-                    "state": "complete",
-                }
-            )
+            runs.append(run_row(rid, n, COSINE, np.nan, lr=peak))
     law = CrossSizeTrajectoryLaw(n_starts=2, n_bootstrap=2, max_segments=60, seed=0)
     return law.fit(pd.DataFrame(runs), pd.concat(curves, ignore_index=True))
 

@@ -12,14 +12,21 @@ from scaling.schedules import ScheduleSpec
 PEAK_LR, STEPS, BATCH_TOKENS = 1e-2, 500, 4096
 
 
-def run_row(run_id: str, n_params: float, spec: ScheduleSpec, loss: float) -> dict:
-    """One finished run of STEPS steps at PEAK_LR and BATCH_TOKENS (contract 1 columns)."""
+def run_row(
+    run_id: str,
+    n_params: float,
+    spec: ScheduleSpec,
+    loss: float,
+    lr: float = PEAK_LR,
+    batch_tokens: int = BATCH_TOKENS,
+) -> dict:
+    """One finished run of STEPS steps at this peak LR and batch (contract 1 columns)."""
     return {
         "run_id": run_id,
         "n_params": n_params,
-        "tokens": STEPS * BATCH_TOKENS,
-        "lr": PEAK_LR,
-        "batch_tokens": BATCH_TOKENS,
+        "tokens": STEPS * batch_tokens,
+        "lr": lr,
+        "batch_tokens": batch_tokens,
         "loss": loss,
         "steps": STEPS,
         "schedule": spec.name,
