@@ -12,8 +12,8 @@ batch, log tokens and the schedule's shape (LR / peak LR at 16 points of the run
 bandwidth a share of the grid's typical step in that coordinate (below). A query at a grid
 point gets that point's residual, half-way between two points their mean, and the correction
 fades to 0 (the law alone) where no fitted run is near: a schedule of another shape, an LR or
-batch more than about half a grid step off the grid, a budget more than about 1.5 steps beyond
-it.
+batch more than about three quarters of a grid step off the grid, a budget more than about 1.5
+steps beyond it.
 """
 
 from __future__ import annotations
@@ -36,12 +36,13 @@ _PROFILE_STEP = 0.1
 # budget twice the longest fitted one still reads it (the prior below is 100x smaller).
 _LR_BATCH_SHARE = 1 / 6
 _BANDWIDTH_OF_STEP = 1 / 3
-# the law alone enters the average as a pseudo-run at 4.5 bandwidths (1.5 grid steps)
+# the law alone enters the average as a pseudo-run at 4.5 bandwidths (1.5 grid steps in
+# tokens and shape, 0.75 in LR and batch): past that the correction fades out
 _PRIOR_WEIGHT = math.exp(-0.5 * 4.5**2)
 # how many of the fitted sizes, nearest the query in log N, are averaged
 N_SIZES = 2
 # a size takes part when its run closest to the query weighs at least this share of the
-# closest run at any size (one grid step further off weighs 1.1%)
+# closest run at any size (a run one grid step further off in tokens weighs 1.1% as much)
 _LIKE_SHARE = 0.5
 _COORDS = ("log_n", "log_lr", "log_batch", "log_tokens")
 _DECIMALS = 6
