@@ -120,7 +120,7 @@ class ResidualMap:
         w = np.exp(-0.5 * (d2 + shape**2))
         sizes = np.unique(self.coords[:, 0])
         closest = np.array([w[self.coords[:, 0] == s].max() for s in sizes])
-        if closest.max() <= _PRIOR_WEIGHT:  # no fitted run is like this query
+        if closest.max() == 0.0:  # no fitted run is anywhere near this query
             return np.zeros(np.shape(steps))
         # The sizes whose closest run is about as close as the closest of all (its weight at
         # least half of that run's), nearest in log N first.

@@ -140,8 +140,10 @@ def test_the_trajectory_frame_is_corrected_unless_asked_not_to_be(bumped):
 
 def test_a_schedule_unlike_every_fitted_run_is_not_corrected(bumped):
     lrs = ScheduleSpec("wsd", warmup_steps=20).lrs(LRS[-1], STEPS)
-    np.testing.assert_array_equal(
-        bumped.predict(1.6e7, lrs, 4096), bumped.predict(1.6e7, lrs, 4096, corrected=False)
+    np.testing.assert_allclose(
+        bumped.predict(1.6e7, lrs, 4096),
+        bumped.predict(1.6e7, lrs, 4096, corrected=False),
+        rtol=1e-6,
     )
 
 
@@ -192,7 +194,9 @@ def test_the_map_reads_grid_points_and_interpolates_between_them():
     assert _at(rmap, 1e6, 0.01 / 2**0.25) == pytest.approx(0.02, abs=0.001)
     assert _at(rmap, 1e6, 0.005) == pytest.approx(0.0, abs=1e-5)
     # Another schedule shape at a grid point: no runs like it, no correction.
-    assert _at(rmap, 1e6, 0.01, ScheduleSpec("constant", warmup_steps=20)) == 0.0
+    assert _at(rmap, 1e6, 0.01, ScheduleSpec("constant", warmup_steps=20)) == pytest.approx(
+        0.0, abs=1e-6
+    )
 
 
 def test_the_map_averages_the_two_nearest_sizes_that_have_runs_like_the_query():
@@ -200,6 +204,22 @@ def test_the_map_averages_the_two_nearest_sizes_that_have_runs_like_the_query():
     assert _at(rmap, 1.6e7, 0.01) == pytest.approx(0.02, abs=0.001)  # 4e6 and 1e6
     assert _at(rmap, 1e5, 0.01) == pytest.approx(0.025, abs=0.001)  # 1e5 and 1e6
     assert _at(rmap, 1.6e7, 0.04) == pytest.approx(0.1, abs=0.002)  # only 4e6 has LR 0.04
+
+
+def test_the_correction_fades_out_continuously_beyond_the_budgets():
+    """Past the longest fitted budget the correction shrinks smoothly to nothing, with no jump
+    where the nearest run stops counting."""
+    lrs = COSINE.lrs(1.0, 1000)
+    coords = [[math.log(1e6), math.log(0.01), math.log(4096), math.log(t)] for t in (3e6, 6e6)]
+    rmap = ResidualMap(coords, [profile(lrs)] * 2, [np.full(GRID.size, 0.02)] * 2)
+    got = []
+    for tokens in np.geomspace(6e6, 6e6 * 2**2.5, 60):
+        n_steps = int(tokens / 4096)
+        lrs_q = COSINE.lrs(0.01, n_steps)
+        got.append(rmap.log_correction(1e6, lrs_q, 4096, np.array([n_steps]))[0])
+    got = np.array(got)
+    assert got[0] == pytest.approx(0.02, abs=1e-4) and abs(got[-1]) < 1e-4
+    assert np.all(np.diff(got) <= 1e-12) and np.max(-np.diff(got)) < 0.004
 
 
 def test_the_map_rejects_rows_that_do_not_match():
