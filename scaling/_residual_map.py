@@ -110,6 +110,34 @@ class ResidualMap:
         self, n_params: float, lrs: np.ndarray, batch_tokens: float, steps: np.ndarray
     ) -> np.ndarray:
         """log(correction factor) at each of `steps` of this query."""
+        per_size = self._per_size(n_params, lrs, batch_tokens)
+        if not per_size:  # no fitted run is anywhere near this query
+            return np.zeros(np.shape(steps))
+        r = np.mean([resid for _, _, resid in per_size], axis=0)
+        return np.interp(np.asarray(steps, dtype=float) / lrs.size, GRID, r)
+
+    def support(self, n_params: float, lrs: np.ndarray, batch_tokens: float) -> dict[str, Any]:
+        """How much of this query's correction the fitted runs carry: `support` is the runs'
+        share of the kernel average against the law alone's prior (1: the residual of like
+        runs in full; 0: the law alone), averaged over the sizes read, whose N are
+        `n_params`; `runs` counts the runs that weigh at least 1% of their size's total."""
+        per_size = self._per_size(n_params, lrs, batch_tokens)
+        if not per_size:
+            return {"support": 0.0, "n_params": [], "runs": 0}
+        shares, runs = [], 0
+        for _, w, _ in per_size:
+            shares.append(float(w.sum() / (w.sum() + _PRIOR_WEIGHT)))
+            runs += int(np.count_nonzero(w >= 0.01 * w.sum()))
+        return {
+            "support": float(np.mean(shares)),
+            "n_params": [float(round(math.exp(s))) for s, _, _ in per_size],
+            "runs": runs,
+        }
+
+    def _per_size(
+        self, n_params: float, lrs: np.ndarray, batch_tokens: float
+    ) -> list[tuple[float, np.ndarray, np.ndarray]]:
+        """(log N, the runs' kernel weights, the weighted residual on GRID) for each size read."""
         z = math.log(n_params)
         x = np.array(
             [math.log(lrs.max()), math.log(batch_tokens), math.log(lrs.size * batch_tokens)]
@@ -120,17 +148,17 @@ class ResidualMap:
         w = np.exp(-0.5 * (d2 + shape**2))
         sizes = np.unique(self.coords[:, 0])
         closest = np.array([w[self.coords[:, 0] == s].max() for s in sizes])
-        if closest.max() == 0.0:  # no fitted run is anywhere near this query
-            return np.zeros(np.shape(steps))
+        if closest.max() == 0.0:
+            return []
         # The sizes whose closest run is about as close as the closest of all (its weight at
         # least half of that run's), nearest in log N first.
         like = sizes[closest >= _LIKE_SHARE * closest.max()]
         per_size = []
         for s in like[np.argsort(np.abs(like - z), kind="stable")][:N_SIZES]:
             at = self.coords[:, 0] == s
-            per_size.append(w[at] @ self.resid[at] / (w[at].sum() + _PRIOR_WEIGHT))
-        r = np.mean(per_size, axis=0)
-        return np.interp(np.asarray(steps, dtype=float) / lrs.size, GRID, r)
+            resid = w[at] @ self.resid[at] / (w[at].sum() + _PRIOR_WEIGHT)
+            per_size.append((float(s), w[at], resid))
+        return per_size
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -263,6 +263,16 @@ def _cmd_trajectory(args) -> int:
             f"\n{name}: final loss {last['loss']:.4f} [{last['loss_low']:.4f}, "
             f"{last['loss_high']:.4f}] at step {int(last['step'])}"
         )
+        rc = curve.attrs.get("residual_correction") or {}
+        if rc.get("applied") and rc.get("support", 0.0) >= 0.01:
+            sizes = ", ".join(f"{n:.4g}" for n in rc["n_params"])
+            print(
+                f"  residual map: support {rc['support']:.2f} from {rc['runs']} like fitted "
+                f"run(s) at N = {sizes}; the trajectory law alone ends at "
+                f"{last['loss_law_alone']:.4f}"
+            )
+        elif rc.get("applied"):
+            print("  residual map: no fitted run is like this one; the trajectory law alone")
         if args.rows:
             idx = np.unique(np.linspace(0, len(curve) - 1, args.rows).round().astype(int))
             shown = curve.iloc[idx][["step", "tokens", "lr", "loss", "loss_low", "loss_high"]]

@@ -559,10 +559,14 @@ class ScalingLaws:
         seq_len: int | None = None,
         max_steps: int | None = None,
         inputs: dict[str, Any] | None = None,
+        corrected: bool = True,
     ) -> pd.DataFrame:
-        """The predicted loss curve (columns step, tokens, lr, loss, loss_low, loss_high) under
-        a schedule, at the given lr / batch or the ones the laws recommend. `frame.attrs` holds
-        the peak LR and batch used and where they came from (see `trajectory_inputs`).
+        """The predicted loss curve (columns step, tokens, lr, loss, loss_low, loss_high, and
+        loss_law_alone: the smooth law without its residual map) under a schedule, at the
+        given lr / batch or the ones the laws recommend. `frame.attrs` holds the peak LR and
+        batch used and where they came from (see `trajectory_inputs`), and
+        `residual_correction`: how much of the curve is the fitted runs' own misfit
+        (CrossSizeTrajectoryLaw.correction_support). corrected=False draws the law alone.
         max_steps refuses (ValueError on tokens) a run of more optimizer steps than that.
         inputs: what `trajectory_inputs(n_params, tokens, ...)` returned for these same
         arguments, to draw several schedules from one prediction (instead of lr, batch_tokens
@@ -592,6 +596,7 @@ class ScalingLaws:
             schedule=schedule,
             warmup=warmup,
             points=points,
+            corrected=corrected,
         )
         frame.attrs.update({k: v for k, v in inputs.items() if k != "prediction"})
         # Where the curve's inputs leave the runs the trajectory law was fitted on.

@@ -1072,7 +1072,8 @@ class CrossSizeTrajectoryLaw:
         loss, lo, hi = self.predict(
             n, lrs, bt, steps, return_interval=True, level=level, corrected=corrected
         )
-        return pd.DataFrame(
+        alone = self.predict(n, lrs, bt, steps, corrected=False)
+        frame = pd.DataFrame(
             {
                 "step": steps,
                 "tokens": steps * bt,
@@ -1080,8 +1081,27 @@ class CrossSizeTrajectoryLaw:
                 "loss": loss,
                 "loss_low": lo,
                 "loss_high": hi,
+                "loss_law_alone": alone,
             }
         )
+        frame.attrs["residual_correction"] = self.correction_support(n, lrs, bt, corrected)
+        return frame
+
+    def correction_support(
+        self, n_params: float, lr_schedule: Any, batch_tokens: float | None = None, corrected=True
+    ) -> dict[str, Any]:
+        """What the residual map does to this query: `applied` (whether a correction was
+        asked for and the law has a map), `support` (0: the law alone, 1: the misfit of like
+        fitted runs in full; see ResidualMap.support), the sizes it was read at and how many
+        fitted runs carry it."""
+        _not_fitted(self)
+        if self.residual_map_ is None or not corrected:
+            why = "no residual map in this law" if corrected else "corrected=False"
+            return {"applied": False, "support": 0.0, "n_params": [], "runs": 0, "reason": why}
+        n = _positive(n_params, "n_params")
+        lrs = _as_schedule(lr_schedule, "lr_schedule")
+        info = self.residual_map_.support(n, lrs, self._batch(batch_tokens))
+        return {"applied": True, **info, "reason": None}
 
     def _default(self, key: str) -> float:
         lo, hi = self.fitted_range_.get(key, [None, None])

@@ -255,13 +255,14 @@ class LawRegistry:
             "steps": json_safe(columns["step"].astype(np.int64)),
             **{
                 name: json_safe(columns[name])
-                for name in ("tokens", "lr", "loss", "loss_low", "loss_high")
+                for name in ("tokens", "lr", "loss", "loss_low", "loss_high", "loss_law_alone")
                 if name in columns
             },
             "peak_lr": inputs["lr"],
             "peak_lr_source": inputs["lr_source"],
             "batch_tokens": inputs["batch_tokens"],
             "batch_tokens_source": inputs["batch_tokens_source"],
+            "residual_correction": json_safe(frame.attrs.get("residual_correction")),
             "extrapolation": prediction["extrapolation"],
             "warnings": warns,
         }

@@ -178,6 +178,22 @@ class Prediction(Schema):
     lr_groups = fields.Dict(allow_none=True)
 
 
+class ResidualCorrection(Schema):
+    applied = fields.Boolean(
+        required=True, metadata={"description": "whether the law's residual map was applied"}
+    )
+    support = fields.Float(
+        required=True,
+        metadata={
+            "description": "0: the law alone; 1: the misfit of like fitted runs in full "
+            "(their kernel weight against the law alone's prior)"
+        },
+    )
+    n_params = fields.List(fields.Float(), metadata={"description": "the fitted sizes read"})
+    runs = fields.Integer(metadata={"description": "fitted runs that carry the correction"})
+    reason = fields.String(allow_none=True, metadata={"description": "why it was not applied"})
+
+
 class Trajectory(Schema):
     law = fields.String(required=True)
     inputs = fields.Dict(required=True)
@@ -187,6 +203,15 @@ class Trajectory(Schema):
     loss = fields.List(fields.Float(allow_none=True), required=True)
     loss_low = fields.List(fields.Float(allow_none=True), required=True)
     loss_high = fields.List(fields.Float(allow_none=True), required=True)
+    loss_law_alone = fields.List(
+        fields.Float(allow_none=True),
+        metadata={"description": "the smooth trajectory law alone, without its residual map"},
+    )
+    residual_correction = fields.Nested(
+        ResidualCorrection,
+        allow_none=True,
+        metadata={"description": "how much of `loss` is the fitted runs' own misfit"},
+    )
     peak_lr = fields.Float(allow_none=True, metadata={"description": "the peak LR drawn at"})
     peak_lr_source = fields.String(
         metadata={"description": "given, recommended, or the fitted runs' mean"}

@@ -149,6 +149,29 @@ def test_trajectory_at_a_given_lr_uses_it(tmp_path, capsys):
     assert table["step"].iloc[-1] == round(4e6 / 4096)
 
 
+REFERENCE_LAWS = str(Path(QUICK_LAWS).parents[1] / "reference" / "laws.json")
+
+
+def test_trajectory_says_what_the_residual_map_did(tmp_path, capsys):
+    """At one of the reference sweep's grid points (width 144, 12M tokens, LR 0.01, batch
+    2,048, its cosine with 5% warmup) the curve carries the fitted runs' misfit in full; a
+    model 100x larger on 100x the tokens has no like run and gets the law alone."""
+    csv = tmp_path / "curve.csv"
+    at_grid = ["--n-params", "535968", "--tokens", "1.2e7", "--lr", "0.01"]
+    at_grid += ["--batch-tokens", "2048", "--warmup", "0.05", "--rows", "0", "--csv", str(csv)]
+    assert main(["trajectory", "--laws", REFERENCE_LAWS, *at_grid]) == 0
+    out = capsys.readouterr().out
+    assert "residual map: support 1.00 from" in out and "N = 5.36e+05" in out
+    table = pd.read_csv(csv)
+    # the grid point's misfit moves the curve: its end differs from the law alone's
+    assert abs(table["loss"].iloc[-1] / table["loss_law_alone"].iloc[-1] - 1) > 0.005
+    far = ["--n-params", "5e7", "--tokens", "1e9", "--rows", "0", "--csv", str(csv)]
+    assert main(["trajectory", "--laws", REFERENCE_LAWS, *far]) == 0
+    assert "no fitted run is like this one" in capsys.readouterr().out
+    table = pd.read_csv(csv)
+    np.testing.assert_allclose(table["loss"], table["loss_law_alone"], rtol=1e-6)
+
+
 @pytest.mark.parametrize(
     "argv, needle",
     [

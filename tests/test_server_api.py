@@ -188,6 +188,11 @@ def test_trajectory_matches_the_python_api(client, fitted):
     assert body["peak_lr"] == pytest.approx(fitted.predict(1e8, 2e9).lr)
     assert set(body["extrapolation"]) >= {"n_params_factor", "tokens_factor"}
     assert isinstance(body["warnings"], list)
+    # the smooth law beside the curve, and what the residual map did to it
+    assert body["loss_law_alone"] == pytest.approx(frame["loss_law_alone"].tolist())
+    assert body["residual_correction"] == frame.attrs["residual_correction"]
+    assert body["residual_correction"]["applied"] is True
+    assert 0.0 <= body["residual_correction"]["support"] <= 1.0
 
 
 def test_trajectory_carries_every_warning_of_the_python_api(client, fitted):

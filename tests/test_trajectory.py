@@ -223,7 +223,15 @@ def test_cross_size_round_trip(cross_size):
 def test_cross_size_trajectory_frame(cross_size):
     law, _ = cross_size
     frame = law.trajectory(2e6, 300 * 4096, schedule="wsd", warmup=10, points=50)
-    assert list(frame.columns) == ["step", "tokens", "lr", "loss", "loss_low", "loss_high"]
+    assert list(frame.columns) == [
+        "step",
+        "tokens",
+        "lr",
+        "loss",
+        "loss_low",
+        "loss_high",
+        "loss_law_alone",
+    ]
     assert len(frame) == 50 and frame["step"].iloc[-1] == 300
     # During warmup the law diverges as the LR area goes to 0: capped at the highest loss seen.
     assert frame["loss"].max() <= law.loss_cap_ == pytest.approx(law.to_dict()["loss_cap"])

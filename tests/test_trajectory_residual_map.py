@@ -138,6 +138,39 @@ def test_the_trajectory_frame_is_corrected_unless_asked_not_to_be(bumped):
     assert not np.allclose(frame["loss"], plain["loss"])
 
 
+def test_the_frame_says_how_much_of_the_curve_is_the_map(bumped):
+    """At a fitted grid point the correction is carried in full by like runs of the two nearest
+    sizes; an LR far off the grid gets the law alone, and the frame says so."""
+    kw = {"batch_tokens": 4096, "warmup": 20, "points": 40}
+    at_grid = bumped.trajectory(1.6e7, STEPS * 4096, lr=LRS[-1], **kw)
+    info = at_grid.attrs["residual_correction"]
+    assert info["applied"] and info["support"] > 0.99 and info["reason"] is None
+    assert info["n_params"] == [4e6, 1e6] and info["runs"] == 2
+    ratio = at_grid["loss"] / at_grid["loss_law_alone"]
+    assert np.abs(ratio - 1).max() > BUMP / 2  # the wiggle of the highest-LR runs
+    plain = bumped.trajectory(1.6e7, STEPS * 4096, lr=LRS[-1], corrected=False, **kw)
+    np.testing.assert_allclose(plain["loss_law_alone"], at_grid["loss_law_alone"])
+    np.testing.assert_allclose(plain["loss"], plain["loss_law_alone"])
+    assert plain.attrs["residual_correction"]["applied"] is False
+    assert plain.attrs["residual_correction"]["reason"] == "corrected=False"
+    # 100x the highest fitted LR: no fitted run near it, nothing moves
+    far = bumped.trajectory(1.6e7, STEPS * 4096, lr=100 * LRS[-1], **kw)
+    assert far.attrs["residual_correction"]["support"] < 1e-6
+    np.testing.assert_allclose(far["loss"], far["loss_law_alone"], rtol=1e-6)
+    # half-way between two fitted LRs (in log): each weighs about as much, the support is lower
+    mid = bumped.trajectory(1.6e7, STEPS * 4096, lr=math.sqrt(LRS[1] * LRS[2]), **kw)
+    assert 0.0 < mid.attrs["residual_correction"]["support"] < info["support"]
+
+
+def test_a_law_without_a_map_says_it_was_not_corrected(bumped):
+    d = {k: v for k, v in bumped.to_dict().items() if k != "residual_map"}
+    old = CrossSizeTrajectoryLaw.from_dict({**d, "format_version": 3})
+    frame = old.trajectory(1.6e7, STEPS * 4096, lr=LRS[-1], batch_tokens=4096, points=10)
+    assert frame.attrs["residual_correction"]["applied"] is False
+    assert frame.attrs["residual_correction"]["reason"] == "no residual map in this law"
+    np.testing.assert_allclose(frame["loss"], frame["loss_law_alone"])
+
+
 def test_a_schedule_unlike_every_fitted_run_is_not_corrected(bumped):
     lrs = ScheduleSpec("wsd", warmup_steps=20).lrs(LRS[-1], STEPS)
     np.testing.assert_allclose(

@@ -112,6 +112,11 @@
     const data = xy(t.tokens, t.loss);
     const sets = [line(`loss (${t.law})`, data, "#1f5fbf")];
     if (t.loss_low && t.loss_high) sets.push(...band("loss", xy(t.tokens, t.loss_low), xy(t.tokens, t.loss_high), "rgba(31,95,191,0.18)"));
+    const rc = t.residual_correction;
+    // Where the residual map moved the curve, the smooth law alone is drawn dashed beside it.
+    if (rc && rc.applied && rc.support >= 0.01 && t.loss_law_alone) {
+      sets.push(line("trajectory law alone (no residual map)", xy(t.tokens, t.loss_law_alone), "#7f8c8d", { borderDash: [6, 4], borderWidth: 1.5 }));
+    }
     const last = data[data.length - 1];
     sets.push(marker("query: final loss", last, "#c0392b"));
     // The first steps' loss dwarfs the rest: scale the axis to the curve after 3% of training.
@@ -120,7 +125,13 @@
     const top = tail.length ? Math.max(...tail.map((p) => p.y)) : undefined;
     const yRange = tail.length ? { min: Math.min(...lows) * 0.98, max: top * 1.02 } : undefined;
     draw("loss-chart", sets, "tokens seen", "validation loss (nats/token)", false, false, yRange);
-    $("loss-caption").textContent = `${t.inputs.schedule}, peak LR ${fmt(t.peak_lr)}, batch ${fmt(t.batch_tokens)} tokens`;
+    let note = "";
+    if (rc && rc.applied && rc.support >= 0.01) {
+      note = `; corrected by the law's misfit on ${rc.runs} like fitted run(s) at N = ${rc.n_params.map(fmt).join(", ")} (support ${rc.support.toFixed(2)})`;
+    } else if (rc && rc.applied) {
+      note = "; no fitted run is like this one: the trajectory law alone";
+    }
+    $("loss-caption").textContent = `${t.inputs.schedule}, peak LR ${fmt(t.peak_lr)}, batch ${fmt(t.batch_tokens)} tokens${note}`;
   }
 
   function drawLaw(id, c, key, yTitle, compared) {
