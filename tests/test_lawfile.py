@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from trajectory_support import FRAME_COLUMNS
 
 import scaling
 from scaling import LawFileError
@@ -259,15 +260,7 @@ def test_trajectory_law_is_fitted_stored_and_used(tmp_path):
     frame = laws.trajectory(
         1e6, steps * 4096, schedule="wsd", lr=1e-2, batch_tokens=4096, points=30
     )
-    assert list(frame.columns) == [
-        "step",
-        "tokens",
-        "lr",
-        "loss",
-        "loss_low",
-        "loss_high",
-        "loss_law_alone",
-    ]
+    assert list(frame.columns) == FRAME_COLUMNS
     assert frame["loss"].iloc[-1] < frame["loss"].iloc[0]
     path = tmp_path / "laws.json"
     laws.save(path)

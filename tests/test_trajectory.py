@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from trajectory_support import PEAK_LR, STEPS, quick_held_out, run_row
+from trajectory_support import FRAME_COLUMNS, PEAK_LR, STEPS, quick_held_out, run_row
 
 from scaling.schedules import ScheduleSpec
 from scaling.trajectory import (
@@ -223,15 +223,7 @@ def test_cross_size_round_trip(cross_size):
 def test_cross_size_trajectory_frame(cross_size):
     law, _ = cross_size
     frame = law.trajectory(2e6, 300 * 4096, schedule="wsd", warmup=10, points=50)
-    assert list(frame.columns) == [
-        "step",
-        "tokens",
-        "lr",
-        "loss",
-        "loss_low",
-        "loss_high",
-        "loss_law_alone",
-    ]
+    assert list(frame.columns) == FRAME_COLUMNS
     assert len(frame) == 50 and frame["step"].iloc[-1] == 300
     # During warmup the law diverges as the LR area goes to 0: capped at the highest loss seen.
     assert frame["loss"].max() <= law.loss_cap_ == pytest.approx(law.to_dict()["loss_cap"])

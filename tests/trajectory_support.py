@@ -10,6 +10,8 @@ import pandas as pd
 from scaling.schedules import ScheduleSpec
 
 PEAK_LR, STEPS, BATCH_TOKENS = 1e-2, 500, 4096
+# the columns of a trajectory frame, in order (loss_law_alone: without the residual map)
+FRAME_COLUMNS = ["step", "tokens", "lr", "loss", "loss_low", "loss_high", "loss_law_alone"]
 
 
 def run_row(
