@@ -175,6 +175,29 @@ def test_a_given_batch_is_answered_at_that_batch(browser, base_url, laws_dir):
     assert number(browser, "out-lr") == pytest.approx(expected.lr, rel=1e-3)
 
 
+def _law_alone_drawn(driver) -> bool:
+    return driver.execute_script(
+        "return Chart.getChart('loss-chart').data.datasets"
+        ".some(d => d.label.startsWith('trajectory law alone'));"
+    )
+
+
+def test_the_loss_chart_says_what_the_residual_map_did(browser, base_url):
+    """At one of the fitted runs (3.2M parameters, 2e7 tokens, batch 10,506 tokens) the curve
+    carries that run's misfit: the caption says so and the law alone is drawn beside it. Far
+    from every fitted run the caption says the curve is the law alone, and no second line."""
+    browser.get(base_url + "/?n_params=3.2e6&tokens=2e7&law=quick&batch_tokens=10506")
+    assert wait_for_answer(browser) == "done", browser.find_element("id", "error").text
+    caption = browser.find_element("id", "loss-caption").text
+    assert "corrected by the law's misfit on 1 like fitted run(s)" in caption, caption
+    assert _law_alone_drawn(browser)
+    browser.get(base_url + "/?n_params=1e8&tokens=2e9&law=quick")
+    assert wait_for_answer(browser) == "done", browser.find_element("id", "error").text
+    caption = browser.find_element("id", "loss-caption").text
+    assert "no fitted run is like this one" in caption, caption
+    assert not _law_alone_drawn(browser)
+
+
 def test_static_files_only(base_url, browser):
     browser.get(base_url + "/")
     sources = browser.execute_script(
