@@ -198,6 +198,35 @@ def test_the_loss_chart_says_what_the_residual_map_did(browser, base_url):
     assert not _law_alone_drawn(browser)
 
 
+def test_other_schedules_are_drawn_beside_the_curve(browser, base_url, laws_dir):
+    """overlay=wsd,constant draws those schedules' curves at the main curve's peak LR and
+    batch, and the caption gives each one's final loss, as the API does."""
+    browser.get(
+        base_url + "/?n_params=1e8&tokens=2e9&law=quick&schedule=cosine&overlay=wsd,constant"
+    )
+    assert wait_for_answer(browser) == "done", browser.find_element("id", "error").text
+    boxes = browser.find_elements("css selector", "input[name=overlay]:checked")
+    assert sorted(b.get_attribute("value") for b in boxes) == ["constant", "wsd"]
+    labels = browser.execute_script(
+        "return Chart.getChart('loss-chart').data.datasets.map(d => d.label);"
+    )
+    assert "schedule wsd" in labels and "schedule constant" in labels
+    laws = fitted_laws(laws_dir, "quick")
+    main = laws.trajectory(1e8, 2e9, seq_len=2048, schedule="cosine")
+    caption = browser.find_element("id", "loss-caption").text
+    for name in ("wsd", "constant"):
+        curve = laws.trajectory(
+            1e8,
+            2e9,
+            schedule=name,
+            lr=main.attrs["lr"],
+            batch_tokens=main.attrs["batch_tokens"],
+        )
+        final = float(curve["loss"].iloc[-1])
+        assert f"{name} {final:.4g}" in caption, (name, final, caption)
+    assert browser.find_element("id", "loss-note").text == ""
+
+
 def test_static_files_only(base_url, browser):
     browser.get(base_url + "/")
     sources = browser.execute_script(

@@ -108,15 +108,22 @@
     label, data: point ? [point] : [], pointRadius: 8, pointStyle: style || "crossRot", borderColor: color, backgroundColor: color, borderWidth: 3,
   });
 
-  function drawLoss(t) {
+  function drawLoss(t, overlays) {
     const data = xy(t.tokens, t.loss);
-    const sets = [line(`loss (${t.law})`, data, "#1f5fbf")];
+    const sets = [line(`loss (${t.law}, ${t.inputs.schedule})`, data, "#1f5fbf")];
     if (t.loss_low && t.loss_high) sets.push(...band("loss", xy(t.tokens, t.loss_low), xy(t.tokens, t.loss_high), "rgba(31,95,191,0.18)"));
     const rc = t.residual_correction;
     // Where the residual map moved the curve, the smooth law alone is drawn dashed beside it.
     if (rc && rc.applied && rc.support >= 0.01 && t.loss_law_alone) {
       sets.push(line("trajectory law alone (no residual map)", xy(t.tokens, t.loss_law_alone), "#7f8c8d", { borderDash: [6, 4], borderWidth: 1.5 }));
     }
+    // Other schedules at the same N, D, peak LR and batch, one line each (no band, to stay legible).
+    const palette = ["#16a085", "#d35400", "#8e44ad", "#b7950b"];
+    const finals = [`${t.inputs.schedule} ${fmt(t.loss[t.loss.length - 1])}`];
+    (overlays || []).forEach((o, i) => {
+      sets.push(line(`schedule ${o.inputs.schedule}`, xy(o.tokens, o.loss), palette[i % palette.length], { borderWidth: 1.5 }));
+      finals.push(`${o.inputs.schedule} ${fmt(o.loss[o.loss.length - 1])}`);
+    });
     const last = data[data.length - 1];
     sets.push(marker("query: final loss", last, "#c0392b"));
     // The first steps' loss dwarfs the rest: scale the axis to the curve after 3% of training.
@@ -131,7 +138,8 @@
     } else if (rc && rc.applied) {
       note = "; no fitted run is like this one: the trajectory law alone";
     }
-    $("loss-caption").textContent = `${t.inputs.schedule}, peak LR ${fmt(t.peak_lr)}, batch ${fmt(t.batch_tokens)} tokens${note}`;
+    const compared = finals.length > 1 ? `; final loss ${finals.join(", ")}` : "";
+    $("loss-caption").textContent = `${t.inputs.schedule}, peak LR ${fmt(t.peak_lr)}, batch ${fmt(t.batch_tokens)} tokens${note}${compared}`;
   }
 
   function drawLaw(id, c, key, yTitle, compared) {
@@ -182,7 +190,14 @@
         $("loss-note").textContent = `No loss curve: ${trajectory.message}`;
       } else {
         $("loss-note").textContent = "";
-        drawLoss(trajectory);
+        // The other schedules are drawn at the main curve's peak LR and batch, so that only
+        // the schedule differs between the lines.
+        const schedules = [...document.querySelectorAll("input[name=overlay]:checked")].map((b) => b.value).filter((s) => s !== trajectory.inputs.schedule);
+        const at = { n_params: nParams, tokens, law, seq_len: seqLen, lr: trajectory.peak_lr, batch_tokens: trajectory.batch_tokens };
+        const overlays = await Promise.all(schedules.map((schedule) => getJSON(`/v1/trajectory?${q({ ...at, schedule })}`).catch((e) => e)));
+        const failed = overlays.map((o, i) => (o instanceof Error ? `${schedules[i]}: ${o.message}` : null)).filter(Boolean);
+        if (failed.length) $("loss-note").textContent = `Not drawn: ${failed.join("; ")}`;
+        drawLoss(trajectory, overlays.filter((o) => !(o instanceof Error)));
       }
       drawLaw("lr-chart", curves, "lr", "peak learning rate", compared);
       drawLaw("batch-chart", curves, "batch_tokens", "batch (tokens per step)", compared);
@@ -201,6 +216,9 @@
     for (const key of ["n_params", "tokens", "flops", "law", "schedule", "seq_len", "batch_tokens"]) {
       if (params.has(key)) $(key).value = params.get(key);
     }
+    // overlay=wsd,constant checks those schedules' boxes
+    const overlay = (params.get("overlay") || "").split(",");
+    for (const box of document.querySelectorAll("input[name=overlay]")) box.checked = overlay.includes(box.value);
     if (params.has("flops") && !params.has("n_params")) {
       document.querySelector("input[name=mode][value=compute]").checked = true;
     }
