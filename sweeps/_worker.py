@@ -214,6 +214,10 @@ class Worker:
         # The study this worker is creating a trial in, under the planning lock: between
         # optuna's ask (the trial exists, RUNNING) and the objective naming it in _current.
         self._claiming: optuna.Study | None = None
+        # Set once an interrupt has reached the running trial: optuna then writes its FAIL,
+        # which the repeated SIGINTs of a stopping sweep must not cut short (see
+        # sweeps.engine._worker_entry, whose SIGINT handler reads it).
+        self.stopping = False
 
     def study(self, cell: Cell) -> optuna.Study:
         if cell.name not in self._studies:
@@ -287,12 +291,16 @@ class Worker:
                 slot = self._assign_slot(study, trial, cell)
             finally:
                 self.lock.release()
-            if self.spec.kind == "journal":
-                with journal_heartbeat(
-                    self.storage, trial._trial_id, self.cfg.storage.heartbeat_interval
-                ):
-                    return self._train_trial(trial, cell, slot, by_name)
-            return self._train_trial(trial, cell, slot, by_name)
+            try:
+                if self.spec.kind == "journal":
+                    with journal_heartbeat(
+                        self.storage, trial._trial_id, self.cfg.storage.heartbeat_interval
+                    ):
+                        return self._train_trial(trial, cell, slot, by_name)
+                return self._train_trial(trial, cell, slot, by_name)
+            except KeyboardInterrupt:
+                self.stopping = True
+                raise
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         study.optimize(objective, n_trials=1, catch=(), gc_after_trial=False)
@@ -307,9 +315,16 @@ class Worker:
             return
         study, number = self._current
         self._current = None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "already finished": optuna got there first
-            study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+        for attempt in range(3):  # a busy database (another worker's write) gets two retries
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # "already finished": optuna got there first
+                    study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+                return
+            except Exception:
+                if attempt == 2:
+                    raise
+                time.sleep(1.0)
 
     def _fail_claim_in_progress(self) -> None:
         """An interrupt inside optuna's ask: the new trial is RUNNING but not yet ours by

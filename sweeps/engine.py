@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,20 @@ def _exit_with_parent(
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
+def _worker_sigint(get_worker: Callable[[], Worker | None]) -> Callable[[int, Any], None]:
+    """A worker's SIGINT handler: KeyboardInterrupt, until the running trial has taken one.
+    Optuna then writes the trial's FAIL; the repeats of a stopping sweep's SIGINT (the parent's,
+    the parent watch's) are ignored: one landing inside that write would cut it short,
+    mid-transaction."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        worker = get_worker()
+        if worker is None or not worker.stopping:
+            raise KeyboardInterrupt
+
+    return interrupt
+
+
 def _worker_entry(
     cfg: SweepConfig, url: str, threads: int, gpu: str | None, parent_pid: int | None = None
 ) -> None:
@@ -172,8 +187,9 @@ def _worker_entry(
     # A sweep started in the background (`nohup make sweep &`, a batch job) inherits SIGINT as
     # ignored, and Python then leaves it ignored: the parent's SIGINT and the parent watch's
     # would do nothing, and the running trial would neither stop nor be failed. Workers always
-    # take SIGINT as KeyboardInterrupt.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # take SIGINT as KeyboardInterrupt, until their trial has taken one.
+    worker = None
+    signal.signal(signal.SIGINT, _worker_sigint(lambda: worker))
     if parent_pid is not None:
         _exit_with_parent(parent_pid)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -181,7 +197,6 @@ def _worker_entry(
     os.environ["MKL_NUM_THREADS"] = str(threads)
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    worker = None
     try:
         corpus = _check_corpus(cfg, check_ids=False)  # the parent scanned the token ids
         worker = Worker(cfg, url, threads=threads, corpus=corpus)

@@ -392,6 +392,45 @@ def test_grid_sweep_interrupted_then_resumed_covers_every_point_once(
     assert len(calls) == 8  # 6 points + the 2 interrupted attempts, nothing run twice
 
 
+def test_a_repeated_interrupt_does_not_cut_the_fail_write_short(tmp_path, corpus_file, monkeypatch):
+    """A stopping sweep repeats its SIGINT to the workers. Once the running trial has taken one,
+    the worker's handler ignores the rest, so optuna's FAIL write of that trial runs to its end
+    (with the default handler, a repeat landing in it raised inside the write)."""
+    import optuna.study._optimize as optimize
+
+    import sweeps.train
+    from sweeps._worker import Worker
+    from sweeps.engine import _worker_sigint
+
+    cfg = load_config(write_config(tmp_path, corpus_file))
+    storage = f"sqlite:///{tmp_path / 'storage.db'}"
+    worker = Worker(cfg, storage, threads=1)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    real_tell, told = optimize._tell_with_warning, []
+
+    def tell_under_repeats(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # the sweep's repeat, landing during the write
+        time.sleep(0.2)  # (a Python handler runs here, between two bytecodes)
+        told.append(kwargs["state"])
+        return real_tell(*args, **kwargs)
+
+    monkeypatch.setattr(sweeps.train, "train", interrupted)
+    monkeypatch.setattr(optimize, "_tell_with_warning", tell_under_repeats)
+    previous = signal.signal(signal.SIGINT, _worker_sigint(lambda: worker))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            worker.run(max_trials=1)
+        assert worker.stopping
+        worker.fail_running_trial()  # as the worker's entry does; nothing left to write here
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert told == [optuna.trial.TrialState.FAIL]
+    assert [t.state.name for t in _trials(storage)] == ["FAIL"]
+
+
 def _children(pid: int) -> list[int]:
     out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -425,13 +464,15 @@ def test_workers_stop_when_the_parent_is_killed(tmp_path, corpus_file, sig):
             "--storage", storage, "--workers", "2", "--threads", "1", "--no-progress"]  # fmt: skip
     # Started as a background job is (`nohup make sweep &`): SIGINT ignored, which its workers
     # inherit unless they restore it.
-    proc = subprocess.Popen(
-        args,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
-    )
+    err_path = tmp_path / "sweep.err"  # the workers' too: they inherit it
+    with err_path.open("w") as err:
+        proc = subprocess.Popen(
+            args,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )
     workers: list[int] = []
     running: list = []
     try:
@@ -459,4 +500,4 @@ def test_workers_stop_when_the_parent_is_killed(tmp_path, corpus_file, sig):
                 os.kill(pid, signal.SIGKILL)
         proc.wait()
     states = [t.state.name for t in _trials(storage)]
-    assert "RUNNING" not in states and states.count("FAIL") >= 1
+    assert "RUNNING" not in states and states.count("FAIL") >= 1, err_path.read_text()[-4000:]
