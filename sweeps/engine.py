@@ -167,14 +167,14 @@ def _exit_with_parent(
 
 
 def _worker_sigint(get_worker: Callable[[], Worker | None]) -> Callable[[int, Any], None]:
-    """A worker's SIGINT handler: KeyboardInterrupt, until the running trial has taken one.
-    Optuna then writes the trial's FAIL; the repeats of a stopping sweep's SIGINT (the parent's,
-    the parent watch's) are ignored: one landing inside that write would cut it short,
-    mid-transaction."""
+    """A worker's SIGINT handler: KeyboardInterrupt, but never inside a storage write of the
+    running trial (`Worker.interrupt_now`). Once the trial has taken one, optuna writes its
+    FAIL, and the repeats of a stopping sweep's SIGINT (the parent's, the parent watch's) are
+    ignored; during the trial's own writes, the interrupt waits for the write's end."""
 
     def interrupt(signum: int, frame: Any) -> None:
         worker = get_worker()
-        if worker is None or not worker.stopping:
+        if worker is None or worker.interrupt_now():
             raise KeyboardInterrupt
 
     return interrupt
@@ -187,7 +187,7 @@ def _worker_entry(
     # A sweep started in the background (`nohup make sweep &`, a batch job) inherits SIGINT as
     # ignored, and Python then leaves it ignored: the parent's SIGINT and the parent watch's
     # would do nothing, and the running trial would neither stop nor be failed. Workers always
-    # take SIGINT as KeyboardInterrupt, until their trial has taken one.
+    # install their own SIGINT handler, which raises KeyboardInterrupt (see _worker_sigint).
     worker = None
     signal.signal(signal.SIGINT, _worker_sigint(lambda: worker))
     if parent_pid is not None:

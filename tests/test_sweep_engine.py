@@ -431,6 +431,48 @@ def test_a_repeated_interrupt_does_not_cut_the_fail_write_short(tmp_path, corpus
     assert [t.state.name for t in _trials(storage)] == ["FAIL"]
 
 
+def test_an_interrupt_waits_for_the_end_of_the_trials_storage_write(
+    tmp_path, corpus_file, monkeypatch
+):
+    """An interrupt that arrives while the running trial writes to the storage (here, reporting
+    an intermediate loss) is raised once the write has ended, not inside it: a write cut short
+    can leave the trial RUNNING, with the database locked against its FAIL write."""
+    import sweeps.train
+    from sweeps._worker import Worker
+    from sweeps.engine import _worker_sigint
+
+    cfg = load_config(write_config(tmp_path, corpus_file))
+    storage = f"sqlite:///{tmp_path / 'storage.db'}"
+    worker = Worker(cfg, storage, threads=1)
+    reported = []
+
+    def one_evaluation(config, callback, corpus=None):
+        callback(2, 2 * config.batch_tokens, 5.0)
+        reported.append("after")  # not reached: the held interrupt ends the run here
+        raise AssertionError("the interrupt was lost")
+
+    real_report = optuna.trial.Trial.report
+
+    def report_under_interrupt(self, value, step):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives during the write
+        time.sleep(0.2)  # (a Python handler runs here, between two bytecodes)
+        real_report(self, value, step)
+        reported.append(step)
+
+    monkeypatch.setattr(sweeps.train, "train", one_evaluation)
+    monkeypatch.setattr(optuna.trial.Trial, "report", report_under_interrupt)
+    previous = signal.signal(signal.SIGINT, _worker_sigint(lambda: worker))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            worker.run(max_trials=1)
+        worker.fail_running_trial()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert reported == [2]
+    (trial,) = _trials(storage)
+    assert trial.state.name == "FAIL" and trial.intermediate_values == {2: 5.0}
+
+
 def _children(pid: int) -> list[int]:
     out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
