@@ -987,20 +987,31 @@ class CrossSizeTrajectoryLaw:
         bt = self._batch(batch_tokens)
         lrs = _as_schedule(lr_schedule, "lr_schedule")
         steps = np.arange(1, lrs.size + 1) if steps is None else _as_steps(steps, lrs.size)
+        pred, factor, bounds = self._predict_parts(
+            n, lrs, bt, steps, return_interval, level, corrected
+        )
+        if not return_interval:
+            return _capped(self.loss_cap_, pred * factor)
+        lo, hi = bounds
+        return _capped(self.loss_cap_, pred * factor, lo * factor, hi * factor)
+
+    def _predict_parts(self, n, lrs, bt, steps, interval: bool, level: float, corrected: bool):
+        """(the smooth law, the residual map's factor, (low, high) of the law or None), uncapped,
+        for checked inputs."""
         design = self._design(n, bt, float(lrs.max()))
         pred = _predict_phi(design @ self.theta_, lrs, steps, self.max_segments)
         factor = 1.0
         if corrected and self.residual_map_ is not None:
             factor = np.exp(self.residual_map_.log_correction(n, lrs, bt, steps))
-        if not return_interval:
-            return _capped(self.loss_cap_, pred * factor)
+        if not interval:
+            return pred, factor, None
         boot = np.array(
             [_predict_phi(design @ th, lrs, steps, self.max_segments) for th in self.theta_boot_]
         )
-        lo, hi = _interval(
+        bounds = _interval(
             boot.reshape(-1, steps.size), pred, self.residuals_["q95_abs_log"], level
         )
-        return _capped(self.loss_cap_, pred * factor, lo * factor, hi * factor)
+        return pred, factor, bounds
 
     def predict_interval(
         self, n_params, lr_schedule, batch_tokens=None, steps=None, level=0.95, corrected=True
@@ -1069,10 +1080,8 @@ class CrossSizeTrajectoryLaw:
             )
         lrs = spec.lrs(lr, n_steps)
         steps = np.unique(np.linspace(1, n_steps, min(points, n_steps)).round().astype(np.int64))
-        loss, lo, hi = self.predict(
-            n, lrs, bt, steps, return_interval=True, level=level, corrected=corrected
-        )
-        alone = self.predict(n, lrs, bt, steps, corrected=False)
+        pred, factor, (lo, hi) = self._predict_parts(n, lrs, bt, steps, True, level, corrected)
+        loss, lo, hi, alone = _capped(self.loss_cap_, pred * factor, lo * factor, hi * factor, pred)
         frame = pd.DataFrame(
             {
                 "step": steps,

@@ -392,6 +392,26 @@ def test_grid_sweep_interrupted_then_resumed_covers_every_point_once(
     assert len(calls) == 8  # 6 points + the 2 interrupted attempts, nothing run twice
 
 
+def _run_interrupted_trial(tmp_path: Path, corpus_file: Path):
+    """One trial of the tiny sweep, run in this process under a worker process's SIGINT
+    handler, interrupted by whatever the test patched in; its FAIL then written as the worker's
+    entry does. Returns the worker and the storage URL."""
+    from sweeps._worker import Worker
+    from sweeps.engine import _worker_sigint
+
+    cfg = load_config(write_config(tmp_path, corpus_file))
+    storage = f"sqlite:///{tmp_path / 'storage.db'}"
+    worker = Worker(cfg, storage, threads=1)
+    previous = signal.signal(signal.SIGINT, _worker_sigint(lambda: worker))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            worker.run(max_trials=1)
+        worker.fail_running_trial()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return worker, storage
+
+
 def test_a_repeated_interrupt_does_not_cut_the_fail_write_short(tmp_path, corpus_file, monkeypatch):
     """A stopping sweep repeats its SIGINT to the workers. Once the running trial has taken one,
     the worker's handler ignores the rest, so optuna's FAIL write of that trial runs to its end
@@ -399,12 +419,6 @@ def test_a_repeated_interrupt_does_not_cut_the_fail_write_short(tmp_path, corpus
     import optuna.study._optimize as optimize
 
     import sweeps.train
-    from sweeps._worker import Worker
-    from sweeps.engine import _worker_sigint
-
-    cfg = load_config(write_config(tmp_path, corpus_file))
-    storage = f"sqlite:///{tmp_path / 'storage.db'}"
-    worker = Worker(cfg, storage, threads=1)
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -419,14 +433,8 @@ def test_a_repeated_interrupt_does_not_cut_the_fail_write_short(tmp_path, corpus
 
     monkeypatch.setattr(sweeps.train, "train", interrupted)
     monkeypatch.setattr(optimize, "_tell_with_warning", tell_under_repeats)
-    previous = signal.signal(signal.SIGINT, _worker_sigint(lambda: worker))
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            worker.run(max_trials=1)
-        assert worker.stopping
-        worker.fail_running_trial()  # as the worker's entry does; nothing left to write here
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    worker, storage = _run_interrupted_trial(tmp_path, corpus_file)
+    assert worker.stopping
     assert told == [optuna.trial.TrialState.FAIL]
     assert [t.state.name for t in _trials(storage)] == ["FAIL"]
 
@@ -438,12 +446,7 @@ def test_an_interrupt_waits_for_the_end_of_the_trials_storage_write(
     an intermediate loss) is raised once the write has ended, not inside it: a write cut short
     can leave the trial RUNNING, with the database locked against its FAIL write."""
     import sweeps.train
-    from sweeps._worker import Worker
-    from sweeps.engine import _worker_sigint
 
-    cfg = load_config(write_config(tmp_path, corpus_file))
-    storage = f"sqlite:///{tmp_path / 'storage.db'}"
-    worker = Worker(cfg, storage, threads=1)
     reported = []
 
     def one_evaluation(config, callback, corpus=None):
@@ -461,13 +464,7 @@ def test_an_interrupt_waits_for_the_end_of_the_trials_storage_write(
 
     monkeypatch.setattr(sweeps.train, "train", one_evaluation)
     monkeypatch.setattr(optuna.trial.Trial, "report", report_under_interrupt)
-    previous = signal.signal(signal.SIGINT, _worker_sigint(lambda: worker))
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            worker.run(max_trials=1)
-        worker.fail_running_trial()
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    _, storage = _run_interrupted_trial(tmp_path, corpus_file)
     assert reported == [2]
     (trial,) = _trials(storage)
     assert trial.state.name == "FAIL" and trial.intermediate_values == {2: 5.0}

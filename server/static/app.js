@@ -113,8 +113,9 @@
     const sets = [line(`loss (${t.law}, ${t.inputs.schedule})`, data, "#1f5fbf")];
     if (t.loss_low && t.loss_high) sets.push(...band("loss", xy(t.tokens, t.loss_low), xy(t.tokens, t.loss_high), "rgba(31,95,191,0.18)"));
     const rc = t.residual_correction;
-    // Where the residual map moved the curve, the smooth law alone is drawn dashed beside it.
-    if (rc && rc.applied && rc.support >= 0.01 && t.loss_law_alone) {
+    const corrected = rc && rc.applied && rc.support >= 0.01; // the residual map moved the curve
+    // Where it did, the smooth law alone is drawn dashed beside it.
+    if (corrected && t.loss_law_alone) {
       sets.push(line("trajectory law alone (no residual map)", xy(t.tokens, t.loss_law_alone), "#7f8c8d", { borderDash: [6, 4], borderWidth: 1.5 }));
     }
     // Other schedules at the same N, D, peak LR and batch, one line each (no band, to stay legible).
@@ -133,7 +134,7 @@
     const yRange = tail.length ? { min: Math.min(...lows) * 0.98, max: top * 1.02 } : undefined;
     draw("loss-chart", sets, "tokens seen", "validation loss (nats/token)", false, false, yRange);
     let note = "";
-    if (rc && rc.applied && rc.support >= 0.01) {
+    if (corrected) {
       note = `; corrected by the law's misfit on ${rc.runs} like fitted run(s) at N = ${rc.n_params.map(fmt).join(", ")} (support ${rc.support.toFixed(2)})`;
     } else if (rc && rc.applied) {
       note = "; no fitted run is like this one: the trajectory law alone";
