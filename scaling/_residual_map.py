@@ -50,10 +50,11 @@ _DECIMALS = 6
 _SAME = math.log(1.05)
 
 
-def profile(lrs: np.ndarray) -> np.ndarray:
-    """The schedule's shape: LR / peak LR at 16 points spread over the run."""
+def profile(lrs: np.ndarray, peak: float | None = None) -> np.ndarray:
+    """The schedule's shape: LR / peak LR at 16 points spread over the run (lrs per step, or
+    per block of equal steps)."""
     idx = np.minimum((_PROFILE_AT * lrs.size).astype(np.int64), lrs.size - 1)
-    return lrs[idx] / lrs.max()
+    return lrs[idx] / (lrs.max() if peak is None else peak)
 
 
 def on_grid(steps: np.ndarray, n_steps: int, log_resid: np.ndarray) -> np.ndarray:
@@ -107,21 +108,39 @@ class ResidualMap:
         self.profile_bandwidth = _PROFILE_STEP * _BANDWIDTH_OF_STEP
 
     def log_correction(
-        self, n_params: float, lrs: np.ndarray, batch_tokens: float, steps: np.ndarray
+        self,
+        n_params: float,
+        lrs: np.ndarray,
+        batch_tokens: float,
+        steps: np.ndarray,
+        *,
+        n_steps: int | None = None,
+        peak: float | None = None,
     ) -> np.ndarray:
-        """log(correction factor) at each of `steps` of this query."""
-        per_size = self._per_size(n_params, lrs, batch_tokens)
+        """log(correction factor) at each of `steps` of this query. lrs: the LR of each step, or
+        of each block of equal steps when n_steps (the run's steps) and peak (its peak LR) are
+        given; `steps` then count blocks."""
+        per_size = self._per_size(n_params, lrs, batch_tokens, n_steps=n_steps, peak=peak)
         if not per_size:  # no fitted run is anywhere near this query
             return np.zeros(np.shape(steps))
         r = np.mean([resid for _, _, resid in per_size], axis=0)
         return np.interp(np.asarray(steps, dtype=float) / lrs.size, GRID, r)
 
-    def support(self, n_params: float, lrs: np.ndarray, batch_tokens: float) -> dict[str, Any]:
+    def support(
+        self,
+        n_params: float,
+        lrs: np.ndarray,
+        batch_tokens: float,
+        *,
+        n_steps: int | None = None,
+        peak: float | None = None,
+    ) -> dict[str, Any]:
         """How much of this query's correction the fitted runs carry: `support` is the runs'
         share of the kernel average against the law alone's prior (1: the residual of like
         runs in full; 0: the law alone), averaged over the sizes read, whose N are
-        `n_params`; `runs` counts the runs that weigh at least 1% of their size's total."""
-        per_size = self._per_size(n_params, lrs, batch_tokens)
+        `n_params`; `runs` counts the runs that weigh at least 1% of their size's total.
+        n_steps, peak: as in log_correction."""
+        per_size = self._per_size(n_params, lrs, batch_tokens, n_steps=n_steps, peak=peak)
         if not per_size:
             return {"support": 0.0, "n_params": [], "runs": 0}
         shares, runs = [], 0
@@ -135,14 +154,20 @@ class ResidualMap:
         }
 
     def _per_size(
-        self, n_params: float, lrs: np.ndarray, batch_tokens: float
+        self,
+        n_params: float,
+        lrs: np.ndarray,
+        batch_tokens: float,
+        *,
+        n_steps: int | None = None,
+        peak: float | None = None,
     ) -> list[tuple[float, np.ndarray, np.ndarray]]:
         """(log N, the runs' kernel weights, the weighted residual on GRID) for each size read."""
         z = math.log(n_params)
-        x = np.array(
-            [math.log(lrs.max()), math.log(batch_tokens), math.log(lrs.size * batch_tokens)]
-        )
-        prof = profile(lrs)
+        n_steps = lrs.size if n_steps is None else n_steps
+        peak = float(lrs.max()) if peak is None else peak
+        x = np.array([math.log(peak), math.log(batch_tokens), math.log(n_steps * batch_tokens)])
+        prof = profile(lrs, peak)
         d2 = (((self.coords[:, 1:] - x) / self.bandwidth) ** 2).sum(axis=1)
         shape = np.sqrt(np.mean((self.profiles - prof) ** 2, axis=1)) / self.profile_bandwidth
         w = np.exp(-0.5 * (d2 + shape**2))

@@ -6,7 +6,8 @@ Targets: point fit < 5 s, full fit < 60 s on 2 cores.
 
 Also times the cross-size trajectory law alone, with the settings `fit` uses, on the real loss
 curves of a committed sweep (`--curves-from`, default results/quick): no target, a record of
-what the curves add to a fit.
+what the curves add to a fit. And the trajectory queries users make of the shipped reference
+law, from a proxy's run to a 7B target's 75M optimizer steps (target: < 1 s each).
 """
 
 from __future__ import annotations
@@ -58,11 +59,57 @@ def time_trajectory_fit(sweep_dir: str | os.PathLike, seed: int = 0) -> dict:
     }
 
 
+# Curves users ask for: a proxy of the reference sweep, then targets whose runs are millions of
+# optimizer steps at the law's recommended batch.
+_QUERIES = ((535_968, 1.2e7), (1e9, 2e10), (7e9, 2e12))
+_DEFAULT_QUERY_LAW = _ROOT / "results" / "reference" / "laws.json"
+QUERY_TARGET_S = 1.0
+
+
+def time_trajectory_queries(laws_path: str | os.PathLike = _DEFAULT_QUERY_LAW) -> dict:
+    """Time `ScalingLaws.trajectory` (200 points with their interval, at the recommended LR and
+    batch) for a few targets, and check the blocks a long run is drawn from against the
+    step-by-step sum at 2M steps."""
+    import numpy as np
+
+    from .laws import load
+    from .schedules import ScheduleSpec
+
+    laws = load(laws_path)
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for n_params, tokens in _QUERIES:
+            times = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                frame = laws.trajectory(n_params, tokens)
+                times.append(time.perf_counter() - t0)
+            rows.append(
+                {
+                    "n_params": n_params,
+                    "tokens": tokens,
+                    "steps": int(frame["step"].iloc[-1]),
+                    "median_s": round(float(np.median(times)), 4),
+                }
+            )
+        law = laws._trajectory
+        agreement = {}
+        for name in ("cosine", "wsd", "step"):
+            spec, n_steps, batch = ScheduleSpec(name=name), 2_000_000, 4096
+            frame = law.trajectory(1e8, n_steps * batch, lr=0.01, batch_tokens=batch, schedule=spec)
+            steps = frame["step"].to_numpy()
+            exact = law.predict(1e8, spec.lrs(0.01, n_steps), batch, steps=steps)
+            agreement[name] = float(np.max(np.abs(frame["loss"].to_numpy() / exact - 1)))
+    return {"laws": _shown(str(laws_path)), "queries": rows, "blocks_vs_steps_2m": agreement}
+
+
 def run_bench(
     out_dir: str | os.PathLike = "results/bench",
     bootstrap: int = 1000,
     n_jobs: int = 2,
     curves_from: str | os.PathLike | None = _DEFAULT_CURVES,
+    queries_law: str | os.PathLike | None = _DEFAULT_QUERY_LAW,
 ) -> dict:
     from .laws import fit
     from .loss_law import LossLaw
@@ -71,6 +118,8 @@ def run_bench(
 
     if curves_from:
         _check_sweep_dir(curves_from)  # before the minutes of the other fits
+    if queries_law and not Path(queries_law).is_file():
+        raise FileNotFoundError(f"--queries-law: {queries_law} not found")
     runs, truth = make_sweep(seed=0, n_runs=20, missing=0.03, pruned=0.03)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -82,6 +131,7 @@ def run_bench(
         laws = fit(runs, bootstrap=bootstrap, seed=0, n_jobs=n_jobs)
         full = time.perf_counter() - t0
     trajectory = time_trajectory_fit(curves_from) if curves_from else None
+    queries = time_trajectory_queries(queries_law) if queries_law else None
     doc = laws.to_dict()
     result = {
         "sweep": {
@@ -96,6 +146,7 @@ def run_bench(
         "loss_law_point_fit_s": round(point, 3),
         "full_fit_s": round(full, 2),
         "trajectory_fit": trajectory,
+        "trajectory_queries": queries,
         "targets": TARGETS,
         "meets_targets": point < TARGETS["loss_law_point_fit_s"] and full < TARGETS["full_fit_s"],
         "loss_law_params": law.params_,
@@ -131,6 +182,26 @@ def run_bench(
             f"refits as in `fit` ({trajectory['bootstrap_refits_kept']} kept) | "
             f"{trajectory['seconds']:.2f} | none |"
         )
+    if queries:
+        md += [
+            "",
+            f"Trajectory queries (`{queries['laws']}`, 200 points with their interval, at the "
+            "recommended LR and batch; median of 5):",
+            "",
+            "| n_params | tokens | optimizer steps | seconds | target |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        md += [
+            f"| {q['n_params']:.3g} | {q['tokens']:.3g} | {q['steps']:,} | {q['median_s']:.3f} | "
+            f"< {QUERY_TARGET_S:g} |"
+            for q in queries["queries"]
+        ]
+        worst = ", ".join(f"{k} {v:.1e}" for k, v in queries["blocks_vs_steps_2m"].items())
+        md += [
+            "",
+            "A run of more than 2^18 steps is drawn from 2^16 blocks of steps. Against the "
+            f"step-by-step sum at 2M steps (N = 1e8, peak LR 0.01), largest relative gap: {worst}.",
+        ]
     md += [
         "",
         f"Machine: {os.cpu_count()} CPUs, 1-minute load average {result['machine']['load_average_1m_at_end']}"
@@ -160,12 +231,24 @@ def main(argv: list[str] | None = None) -> int:
         help="a sweep folder with runs.csv and curves.csv whose trajectory fit is timed "
         "('' to skip)",
     )
+    p.add_argument(
+        "--queries-law",
+        default=str(_DEFAULT_QUERY_LAW),
+        help="a law file whose trajectory queries are timed ('' to skip)",
+    )
     args = p.parse_args(argv)
     try:
-        result = run_bench(args.out, args.bootstrap, args.n_jobs, args.curves_from or None)
+        result = run_bench(
+            args.out,
+            args.bootstrap,
+            args.n_jobs,
+            args.curves_from or None,
+            args.queries_law or None,
+        )
     except FileNotFoundError as exc:
         p.error(str(exc))
-    keys = ("loss_law_point_fit_s", "full_fit_s", "trajectory_fit", "meets_targets")
+    keys = ("loss_law_point_fit_s", "full_fit_s", "trajectory_fit", "trajectory_queries")
+    keys += ("meets_targets",)
     print(json.dumps({k: result[k] for k in keys}))
     return 0
 

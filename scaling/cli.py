@@ -214,6 +214,7 @@ def _cmd_trajectory(args) -> int:
 
     from .laws import load
     from .schedules import SCHEDULES
+    from .trajectory import MAX_TRAJECTORY_STEPS
 
     names = [n.strip() for n in args.schedule.split(",") if n.strip()]
     unknown = [n for n in names if n not in SCHEDULES]
@@ -322,11 +323,6 @@ def _plot_curves(frames, names, args, law_id: str) -> None:
     fig.tight_layout()
     fig.savefig(args.plot, dpi=120)
     plt.close(fig)
-
-
-# The curve is summed over every optimizer step (the LR area): 10^7 steps take ~1 GB and
-# about a minute; longer runs are refused with an error, not an out-of-memory crash.
-MAX_TRAJECTORY_STEPS = 10_000_000
 
 
 def main(argv: list[str] | None = None) -> int:

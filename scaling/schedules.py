@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SCHEDULES", "ScheduleSpec", "lr_schedule"]
+__all__ = ["SCHEDULES", "ScheduleSpec", "lr_at", "lr_schedule"]
 
 SCHEDULES = ("constant", "cosine", "wsd", "linear", "step")
 
@@ -70,6 +70,27 @@ class ScheduleSpec:
     def lrs(self, peak_lr: float, steps: int) -> np.ndarray:
         return lr_schedule(self, peak_lr, steps)
 
+    def lr_at(self, peak_lr: float, steps: int, s: Any) -> np.ndarray:
+        return lr_at(self, peak_lr, steps, s)
+
+    def breaks(self, steps: int) -> list[int]:
+        """The steps (0-based) where a run of `steps` steps starts a new piece of its formula:
+        the end of warmup, the WSD cooldown, and each of a step schedule's drops. Between two
+        breaks the LR is smooth."""
+        n_warm = self.n_warmup(steps)
+        span = max(steps - n_warm - 1, 1)
+        fracs = {"wsd": [1.0 - self.decay_frac], "step": list(self.milestones)}
+        out = {n_warm}
+        for m in fracs.get(self.name, []):
+            # the first step whose progress (computed as lr_at computes it) reaches m
+            s = math.ceil(n_warm + m * span)
+            while s > n_warm and (s - 1 - n_warm) / span >= m:
+                s -= 1
+            while (s - n_warm) / span < m:
+                s += 1
+            out.add(s)
+        return sorted(b for b in out if 0 < b < steps)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["milestones"] = list(self.milestones)
@@ -96,13 +117,20 @@ class ScheduleSpec:
 
 def lr_schedule(spec: ScheduleSpec | str, peak_lr: float, steps: int) -> np.ndarray:
     """The LR at optimizer steps 0..steps-1 (float64 array of length `steps`)."""
+    return lr_at(spec, peak_lr, steps, np.arange(steps, dtype=np.float64))
+
+
+def lr_at(spec: ScheduleSpec | str, peak_lr: float, steps: int, s: Any) -> np.ndarray:
+    """The LR of a run of `steps` optimizer steps at step indices `s` (0-based; fractional
+    indices read the same formula between steps), without the run's whole array: the
+    trajectory law samples runs of billions of steps this way."""
     if isinstance(spec, str):
         spec = ScheduleSpec(name=spec)
     if not (isinstance(steps, (int, np.integer)) and steps >= 1):
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     if not (math.isfinite(peak_lr) and peak_lr > 0):
         raise ValueError(f"peak_lr must be a positive finite number, got {peak_lr!r}")
-    s = np.arange(steps, dtype=np.float64)
+    s = np.asarray(s, dtype=np.float64)
     n_warm = spec.n_warmup(steps)
     floor = spec.final_lr_frac
     # Progress through the post-warmup part of the run, 0 at its first step, 1 at the last.

@@ -8,6 +8,10 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
+# tokens / batch_tokens: the trajectory law draws a run of any length at one cost, up to this
+# many optimizer steps (a trillion).
+from scaling.trajectory import MAX_TRAJECTORY_STEPS
+
 # Caps well above any model or run anyone trains, low enough that the laws stay finite.
 MAX_N_PARAMS = 1e15
 MAX_TOKENS = 1e17
@@ -17,9 +21,6 @@ MAX_WIDTH = 10_000_000
 MAX_LR = 10.0
 MAX_BATCH_TOKENS = 1e12
 MAX_POINTS = 2_000
-# The trajectory law sums the LR over every optimizer step: tokens / batch_tokens is capped so
-# that one request cannot ask for billions of steps (2M steps: 8T tokens at 4M per step).
-MAX_TRAJECTORY_STEPS = 2_000_000
 MAX_BATCH_ITEMS = 1_000
 # Floors: one parameter, one token, one token per step, the compute of both (below them the
 # laws' powers overflow to nonsense, such as an LR of 1e43); an LR far below any trained.

@@ -35,13 +35,22 @@ def test_the_bench_times_the_trajectory_fit_on_the_given_curves(small_sweep, tmp
     assert trajectory["bootstrap_refits"] == 20 and 2 <= trajectory["bootstrap_refits_kept"] <= 20
     md = (tmp_path / "fit.md").read_text()
     assert "cross-size trajectory law, 6 real curves" in md
-    assert json.loads(capsys.readouterr().out)["trajectory_fit"] == trajectory
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["trajectory_fit"] == trajectory
+    # The shipped reference law's queries, up to a 7B target's tens of millions of steps.
+    queries = result["trajectory_queries"]
+    assert printed["trajectory_queries"] == queries
+    assert [q["n_params"] for q in queries["queries"]] == [535_968, 1e9, 7e9]
+    assert queries["queries"][-1]["steps"] > 10_000_000
+    assert all(q["median_s"] > 0 for q in queries["queries"])
+    assert all(0 <= gap < 1e-3 for gap in queries["blocks_vs_steps_2m"].values())
+    assert "| 7e+09 | 2e+12 |" in md and "step-by-step sum at 2M steps" in md
 
 
 def test_the_bench_can_skip_the_trajectory_fit(tmp_path):
-    result = bench.run_bench(tmp_path, bootstrap=10, curves_from=None)
-    assert result["trajectory_fit"] is None
-    assert "trajectory" not in (tmp_path / "fit.md").read_text()
+    result = bench.run_bench(tmp_path, bootstrap=10, curves_from=None, queries_law=None)
+    assert result["trajectory_fit"] is None and result["trajectory_queries"] is None
+    assert "trajectory" not in (tmp_path / "fit.md").read_text().lower()
 
 
 def test_a_missing_curves_folder_is_one_error_naming_the_flag(tmp_path, capsys):

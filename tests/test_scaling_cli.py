@@ -279,7 +279,7 @@ def test_module_entry_point_bad_law_file(tmp_path):
     "extra, needle",
     [
         (["--csv", "/nonexistent-dir/x.csv"], "error: Cannot save file"),  # an OSError
-        (["--tokens", "1e14", "--batch-tokens", "1024"], "a trajectory is drawn for at most"),
+        (["--tokens", "1e16", "--batch-tokens", "1024"], "a trajectory is drawn for at most"),
         (["--batch-tokens", "1e7"], "batch_tokens must be at most tokens"),
         (["--warmup", "100000"], "warmup must be shorter than the run"),
     ],

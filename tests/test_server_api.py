@@ -428,3 +428,20 @@ def test_page_and_vendored_assets_are_served_locally(client):
         with client.get(asset) as response:  # a file response: close it
             assert response.status_code == 200, asset
             assert response.data
+
+
+def test_the_shipped_default_law_draws_the_curve_of_a_large_target():
+    """7B parameters on 2T tokens: at the reference law's recommended batch that is 75M
+    optimizer steps, which the service refused (a 2M-step cap) and the law took 80 s to sum."""
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parents[1] / "results"
+    app = create_app({"TESTING": True, "LAWS_DIR": str(results)})
+    response = app.test_client().get("/v1/trajectory?n_params=7e9&tokens=2e12&points=50")
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["law"] == "reference" and body["batch_tokens_source"] == "recommended"
+    assert body["steps"][-1] == round(2e12 / body["batch_tokens"]) > 10_000_000
+    assert len(body["loss"]) == 50 and all(0 < v < 10 for v in body["loss"])
+    assert body["loss"][-1] < body["loss"][0]
+    assert any("extrapolation" in w for w in body["warnings"])
