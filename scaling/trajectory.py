@@ -260,8 +260,9 @@ class _Blocks:
             return cls(spec.lrs(peak_lr, n_steps), None, n_steps, float(peak_lr))
         width = -(-n_steps // _BLOCKS)
         edges = np.minimum(np.arange(-(-n_steps // width) + 1) * width, n_steps)
-        # A block edge at every break, so that an LR drop falls between blocks, not inside one.
-        edges = np.union1d(edges, spec.breaks(n_steps))
+        # A block edge at every break, so that an LR drop falls between blocks, not inside one;
+        # and the first step a block of its own, so that the curve starts at step 1.
+        edges = np.union1d(edges, [1, *spec.breaks(n_steps)])
         weights = np.diff(edges).astype(np.float64)
         # _BLOCK_SAMPLES points spread symmetrically between each block's first and last step
         # (never beyond them: outside a piece its formula does not hold); exact for a linear
