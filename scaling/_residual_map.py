@@ -41,6 +41,9 @@ _BANDWIDTH_OF_STEP = 1 / 3
 _PRIOR_WEIGHT = math.exp(-0.5 * 4.5**2)
 # how many of the fitted sizes, nearest the query in log N, are averaged
 N_SIZES = 2
+# The support from which a correction counts as moving the curve (below it the curve is the
+# law alone to within 1% of the like runs' misfit): what the CLI and the web page show.
+MATERIAL_SUPPORT = 0.01
 # a size takes part when its run closest to the query weighs at least this share of the
 # closest run at any size (a run one grid step further off in tokens weighs 1.1% as much)
 _LIKE_SHARE = 0.5
@@ -138,17 +141,20 @@ class ResidualMap:
         """How much of this query's correction the fitted runs carry: `support` is the runs'
         share of the kernel average against the law alone's prior (1: the residual of like
         runs in full; 0: the law alone), averaged over the sizes read, whose N are
-        `n_params`; `runs` counts the runs that weigh at least 1% of their size's total.
+        `n_params`; `runs` counts the runs that weigh at least 1% of their size's total;
+        `material`: support of at least MATERIAL_SUPPORT, a correction worth showing.
         n_steps, peak: as in log_correction."""
         per_size = self._per_size(n_params, lrs, batch_tokens, n_steps=n_steps, peak=peak)
         if not per_size:
-            return {"support": 0.0, "n_params": [], "runs": 0}
+            return {"support": 0.0, "material": False, "n_params": [], "runs": 0}
         shares, runs = [], 0
         for _, w, _ in per_size:
             shares.append(float(w.sum() / (w.sum() + _PRIOR_WEIGHT)))
             runs += int(np.count_nonzero(w >= 0.01 * w.sum()))
+        support = float(np.mean(shares))
         return {
-            "support": float(np.mean(shares)),
+            "support": support,
+            "material": support >= MATERIAL_SUPPORT,
             "n_params": [float(round(math.exp(s))) for s, _, _ in per_size],
             "runs": runs,
         }

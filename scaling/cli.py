@@ -265,7 +265,7 @@ def _cmd_trajectory(args) -> int:
             f"{last['loss_high']:.4f}] at step {int(last['step'])}"
         )
         rc = curve.attrs.get("residual_correction") or {}
-        if rc.get("applied") and rc.get("support", 0.0) >= 0.01:
+        if rc.get("material"):
             sizes = ", ".join(f"{n:.4g}" for n in rc["n_params"])
             print(
                 f"  residual map: support {rc['support']:.2f} from {rc['runs']} like fitted "

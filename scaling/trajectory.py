@@ -1207,7 +1207,14 @@ class CrossSizeTrajectoryLaw:
     def _support(self, n: float, sched: _Blocks, bt: float, corrected: bool) -> dict[str, Any]:
         if self.residual_map_ is None or not corrected:
             why = "no residual map in this law" if corrected else "corrected=False"
-            return {"applied": False, "support": 0.0, "n_params": [], "runs": 0, "reason": why}
+            return {
+                "applied": False,
+                "support": 0.0,
+                "material": False,
+                "n_params": [],
+                "runs": 0,
+                "reason": why,
+            }
         info = self.residual_map_.support(n, sched.lrs, bt, n_steps=sched.n_steps, peak=sched.peak)
         return {"applied": True, **info, "reason": None}
 

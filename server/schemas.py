@@ -190,6 +190,9 @@ class ResidualCorrection(Schema):
             "(their kernel weight against the law alone's prior)"
         },
     )
+    material = fields.Boolean(
+        metadata={"description": "support of at least 0.01: the correction moves the curve"}
+    )
     n_params = fields.List(fields.Float(), metadata={"description": "the fitted sizes read"})
     runs = fields.Integer(metadata={"description": "fitted runs that carry the correction"})
     reason = fields.String(allow_none=True, metadata={"description": "why it was not applied"})

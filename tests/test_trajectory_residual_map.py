@@ -145,6 +145,7 @@ def test_the_frame_says_how_much_of_the_curve_is_the_map(bumped):
     at_grid = bumped.trajectory(1.6e7, STEPS * 4096, lr=LRS[-1], **kw)
     info = at_grid.attrs["residual_correction"]
     assert info["applied"] and info["support"] > 0.99 and info["reason"] is None
+    assert info["material"] is True
     assert info["n_params"] == [4e6, 1e6] and info["runs"] == 2
     ratio = at_grid["loss"] / at_grid["loss_law_alone"]
     assert np.abs(ratio - 1).max() > BUMP / 2  # the wiggle of the highest-LR runs
@@ -153,9 +154,13 @@ def test_the_frame_says_how_much_of_the_curve_is_the_map(bumped):
     np.testing.assert_allclose(plain["loss"], plain["loss_law_alone"])
     assert plain.attrs["residual_correction"]["applied"] is False
     assert plain.attrs["residual_correction"]["reason"] == "corrected=False"
+    assert plain.attrs["residual_correction"]["material"] is False
     # 100x the highest fitted LR: no fitted run near it, nothing moves
     far = bumped.trajectory(1.6e7, STEPS * 4096, lr=100 * LRS[-1], **kw)
     assert far.attrs["residual_correction"]["support"] < 1e-6
+    # applied (the law has a map and it was asked for), but not enough to show
+    assert far.attrs["residual_correction"]["applied"] is True
+    assert far.attrs["residual_correction"]["material"] is False
     np.testing.assert_allclose(far["loss"], far["loss_law_alone"], rtol=1e-6)
     # half-way between two fitted LRs (in log): each weighs about as much, the support is lower
     mid = bumped.trajectory(1.6e7, STEPS * 4096, lr=math.sqrt(LRS[1] * LRS[2]), **kw)

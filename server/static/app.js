@@ -113,7 +113,7 @@
     const sets = [line(`loss (${t.law}, ${t.inputs.schedule})`, data, "#1f5fbf")];
     if (t.loss_low && t.loss_high) sets.push(...band("loss", xy(t.tokens, t.loss_low), xy(t.tokens, t.loss_high), "rgba(31,95,191,0.18)"));
     const rc = t.residual_correction;
-    const corrected = rc && rc.applied && rc.support >= 0.01; // the residual map moved the curve
+    const corrected = rc && rc.material; // the residual map moved the curve
     // Where it did, the smooth law alone is drawn dashed beside it.
     if (corrected && t.loss_law_alone) {
       sets.push(line("trajectory law alone (no residual map)", xy(t.tokens, t.loss_law_alone), "#7f8c8d", { borderDash: [6, 4], borderWidth: 1.5 }));
