@@ -198,6 +198,34 @@ def test_the_loss_chart_says_what_the_residual_map_did(browser, base_url):
     assert not _law_alone_drawn(browser)
 
 
+def test_the_loss_chart_marks_the_loss_laws_final_loss(browser, base_url, laws_dir):
+    """At the recommended LR and batch the loss law's own final loss (fitted apart from the
+    trajectory law) is marked at the curve's end and given in the caption; at a given batch,
+    where the loss law's optimum is not the curve's setting, it is not."""
+    browser.get(base_url + "/?n_params=1e8&tokens=2e9&law=quick")
+    assert wait_for_answer(browser) == "done", browser.find_element("id", "error").text
+    pred = fitted_laws(laws_dir, "quick").predict(1e8, 2e9, seq_len=2048)
+    shown = [
+        browser.execute_script("return Number(arguments[0]).toPrecision(4);", v)
+        for v in (pred.loss, *pred.intervals["loss"])
+    ]
+    caption = browser.find_element("id", "loss-caption").text
+    expected = f"the loss law's final loss {shown[0]} [{shown[1]}, {shown[2]}] (fitted separately)"
+    assert expected in caption, caption
+    marked = browser.execute_script(
+        "const d = Chart.getChart('loss-chart').data.datasets"
+        ".find(d => d.label === 'loss law: final loss'); return d ? d.data[0].y : null;"
+    )
+    assert marked == pytest.approx(pred.loss)
+    browser.get(base_url + "/?n_params=1e8&tokens=2e9&law=quick&batch_tokens=65536")
+    assert wait_for_answer(browser) == "done", browser.find_element("id", "error").text
+    assert "loss law's final loss" not in browser.find_element("id", "loss-caption").text
+    labels = browser.execute_script(
+        "return Chart.getChart('loss-chart').data.datasets.map(d => d.label);"
+    )
+    assert "loss law: final loss" not in labels
+
+
 def test_other_schedules_are_drawn_beside_the_curve(browser, base_url, laws_dir):
     """overlay=wsd,constant draws those schedules' curves at the main curve's peak LR and
     batch, and the caption gives each one's final loss, as the API does."""

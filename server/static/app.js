@@ -108,7 +108,7 @@
     label, data: point ? [point] : [], pointRadius: 8, pointStyle: style || "crossRot", borderColor: color, backgroundColor: color, borderWidth: 3,
   });
 
-  function drawLoss(t, overlays) {
+  function drawLoss(t, overlays, prediction) {
     const data = xy(t.tokens, t.loss);
     const sets = [line(`loss (${t.law}, ${t.inputs.schedule})`, data, "#1f5fbf")];
     if (t.loss_low && t.loss_high) sets.push(...band("loss", xy(t.tokens, t.loss_low), xy(t.tokens, t.loss_high), "rgba(31,95,191,0.18)"));
@@ -127,8 +127,14 @@
     });
     const last = data[data.length - 1];
     sets.push(marker("query: final loss", last, "#c0392b"));
+    // The loss law answers the final loss at the optimal LR and batch too, fitted apart from
+    // the trajectory law (and the better of the two in the backtests): where the curve is drawn
+    // at those settings, its answer is marked at the curve's end.
+    const recommended = t.peak_lr_source === "recommended" && t.batch_tokens_source === "recommended";
+    const lawLoss = recommended && prediction && prediction.loss > 0 && last ? { x: last.x, y: prediction.loss } : null;
+    if (lawLoss) sets.push(marker("loss law: final loss", lawLoss, "#2c3e50", "triangle"));
     // The first steps' loss dwarfs the rest: scale the axis to the curve after 3% of training.
-    const tail = data.slice(Math.floor(data.length * 0.03));
+    const tail = data.slice(Math.floor(data.length * 0.03)).concat(lawLoss ? [lawLoss] : []);
     const lows = xy(t.tokens, t.loss_low || []).map((p) => p.y).concat(tail.map((p) => p.y));
     const top = tail.length ? Math.max(...tail.map((p) => p.y)) : undefined;
     const yRange = tail.length ? { min: Math.min(...lows) * 0.98, max: top * 1.02 } : undefined;
@@ -140,7 +146,12 @@
       note = "; no fitted run is like this one: the trajectory law alone";
     }
     const compared = finals.length > 1 ? `; final loss ${finals.join(", ")}` : "";
-    $("loss-caption").textContent = `${t.inputs.schedule}, peak LR ${fmt(t.peak_lr)}, batch ${fmt(t.batch_tokens)} tokens${note}${compared}`;
+    let lawNote = "";
+    if (lawLoss) {
+      const iv = prediction.intervals && prediction.intervals.loss;
+      lawNote = `; the loss law's final loss ${fmt(prediction.loss)}${iv ? ` [${fmt(iv[0])}, ${fmt(iv[1])}]` : ""} (fitted separately)`;
+    }
+    $("loss-caption").textContent = `${t.inputs.schedule}, peak LR ${fmt(t.peak_lr)}, batch ${fmt(t.batch_tokens)} tokens${note}${compared}${lawNote}`;
   }
 
   function drawLaw(id, c, key, yTitle, compared) {
@@ -198,7 +209,7 @@
         const overlays = await Promise.all(schedules.map((schedule) => getJSON(`/v1/trajectory?${q({ ...at, schedule })}`).catch((e) => e)));
         const failed = overlays.map((o, i) => (o instanceof Error ? `${schedules[i]}: ${o.message}` : null)).filter(Boolean);
         if (failed.length) $("loss-note").textContent = `Not drawn: ${failed.join("; ")}`;
-        drawLoss(trajectory, overlays.filter((o) => !(o instanceof Error)));
+        drawLoss(trajectory, overlays.filter((o) => !(o instanceof Error)), prediction);
       }
       drawLaw("lr-chart", curves, "lr", "peak learning rate", compared);
       drawLaw("batch-chart", curves, "batch_tokens", "batch (tokens per step)", compared);
