@@ -110,63 +110,37 @@ class ResidualMap:
         )
         self.profile_bandwidth = _PROFILE_STEP * _BANDWIDTH_OF_STEP
 
-    def log_correction(
+    def read(
         self,
         n_params: float,
         lrs: np.ndarray,
         batch_tokens: float,
-        steps: np.ndarray,
         *,
         n_steps: int | None = None,
         peak: float | None = None,
-    ) -> np.ndarray:
-        """log(correction factor) at each of `steps` of this query. lrs: the LR of each step, or
-        of each block of equal steps when n_steps (the run's steps) and peak (its peak LR) are
-        given; `steps` then count blocks."""
-        per_size = self._per_size(n_params, lrs, batch_tokens, n_steps=n_steps, peak=peak)
-        if not per_size:  # no fitted run is anywhere near this query
-            return np.zeros(np.shape(steps))
-        r = np.mean([resid for _, _, resid in per_size], axis=0)
-        return np.interp(np.asarray(steps, dtype=float) / lrs.size, GRID, r)
+    ) -> Reading:
+        """What the map says of one query, read once for its correction and its support. lrs:
+        the LR of each step, or of each block of equal steps when n_steps (the run's steps) and
+        peak (its peak LR) are given."""
+        return Reading(self._per_size(n_params, lrs, batch_tokens, n_steps, peak), lrs.size)
 
-    def support(
-        self,
-        n_params: float,
-        lrs: np.ndarray,
-        batch_tokens: float,
-        *,
-        n_steps: int | None = None,
-        peak: float | None = None,
-    ) -> dict[str, Any]:
-        """How much of this query's correction the fitted runs carry: `support` is the runs'
-        share of the kernel average against the law alone's prior (1: the residual of like
-        runs in full; 0: the law alone), averaged over the sizes read, whose N are
-        `n_params`; `runs` counts the runs that weigh at least 1% of their size's total;
-        `material`: support of at least MATERIAL_SUPPORT, a correction worth showing.
-        n_steps, peak: as in log_correction."""
-        per_size = self._per_size(n_params, lrs, batch_tokens, n_steps=n_steps, peak=peak)
-        if not per_size:
-            return {"support": 0.0, "material": False, "n_params": [], "runs": 0}
-        shares, runs = [], 0
-        for _, w, _ in per_size:
-            shares.append(float(w.sum() / (w.sum() + _PRIOR_WEIGHT)))
-            runs += int(np.count_nonzero(w >= 0.01 * w.sum()))
-        support = float(np.mean(shares))
-        return {
-            "support": support,
-            "material": support >= MATERIAL_SUPPORT,
-            "n_params": [float(round(math.exp(s))) for s, _, _ in per_size],
-            "runs": runs,
-        }
+    def log_correction(
+        self, n_params: float, lrs: np.ndarray, batch_tokens: float, steps: np.ndarray
+    ) -> np.ndarray:
+        """log(correction factor) at each of `steps` of this query (see Reading)."""
+        return self.read(n_params, lrs, batch_tokens).log_correction(steps)
+
+    def support(self, n_params: float, lrs: np.ndarray, batch_tokens: float) -> dict[str, Any]:
+        """How much of this query's correction the fitted runs carry (see Reading.support)."""
+        return self.read(n_params, lrs, batch_tokens).support()
 
     def _per_size(
         self,
         n_params: float,
         lrs: np.ndarray,
         batch_tokens: float,
-        *,
-        n_steps: int | None = None,
-        peak: float | None = None,
+        n_steps: int | None,
+        peak: float | None,
     ) -> list[tuple[float, np.ndarray, np.ndarray]]:
         """(log N, the runs' kernel weights, the weighted residual on GRID) for each size read."""
         z = math.log(n_params)
@@ -226,3 +200,39 @@ class ResidualMap:
             )
         k = len(_COORDS)
         return cls(rows[:, :k], rows[:, k : k + _PROFILE_AT.size], rows[:, k + _PROFILE_AT.size :])
+
+
+class Reading:
+    """The map's reading of one query: for each size read, its log N, its runs' kernel
+    weights and their weighted residual on GRID (none where no fitted run is near)."""
+
+    def __init__(self, per_size: list[tuple[float, np.ndarray, np.ndarray]], entries: int):
+        self.per_size = per_size
+        self.entries = entries  # the query's steps (or blocks of steps)
+
+    def log_correction(self, steps: np.ndarray) -> np.ndarray:
+        """log(correction factor) at each of `steps` (1-based entries of the query's lrs)."""
+        if not self.per_size:  # no fitted run is anywhere near this query
+            return np.zeros(np.shape(steps))
+        r = np.mean([resid for _, _, resid in self.per_size], axis=0)
+        return np.interp(np.asarray(steps, dtype=float) / self.entries, GRID, r)
+
+    def support(self) -> dict[str, Any]:
+        """How much of the correction the fitted runs carry: `support` is the runs' share of
+        the kernel average against the law alone's prior (1: the residual of like runs in full;
+        0: the law alone), averaged over the sizes read, whose N are `n_params`; `runs` counts
+        the runs that weigh at least 1% of their size's total; `material`: support of at least
+        MATERIAL_SUPPORT, a correction worth showing."""
+        if not self.per_size:
+            return {"support": 0.0, "material": False, "n_params": [], "runs": 0}
+        shares, runs = [], 0
+        for _, w, _ in self.per_size:
+            shares.append(float(w.sum() / (w.sum() + _PRIOR_WEIGHT)))
+            runs += int(np.count_nonzero(w >= 0.01 * w.sum()))
+        support = float(np.mean(shares))
+        return {
+            "support": support,
+            "material": support >= MATERIAL_SUPPORT,
+            "n_params": [float(round(math.exp(s))) for s, _, _ in self.per_size],
+            "runs": runs,
+        }

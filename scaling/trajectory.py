@@ -1076,31 +1076,31 @@ class CrossSizeTrajectoryLaw:
         lrs = _as_schedule(lr_schedule, "lr_schedule")
         steps = np.arange(1, lrs.size + 1) if steps is None else _as_steps(steps, lrs.size)
         sched = _Blocks(lrs, None, lrs.size, float(lrs.max()))
+        reading = self._reading(n, sched, bt, corrected)
         pred, factor, bounds = self._predict_parts(
-            n, sched, bt, steps, return_interval, level, corrected
+            n, sched, bt, steps, return_interval, level, reading
         )
         if not return_interval:
             return _capped(self.loss_cap_, pred * factor)
         lo, hi = bounds
         return _capped(self.loss_cap_, pred * factor, lo * factor, hi * factor)
 
-    def _predict_parts(
-        self, n, sched: _Blocks, bt, idx, interval: bool, level: float, corrected: bool
-    ):
+    def _reading(self, n: float, sched: _Blocks, bt: float, corrected: bool):
+        """The residual map's reading of this query (ResidualMap.read), or None: no map, or the
+        law alone asked for."""
+        if not corrected or self.residual_map_ is None:
+            return None
+        return self.residual_map_.read(n, sched.lrs, bt, n_steps=sched.n_steps, peak=sched.peak)
+
+    def _predict_parts(self, n, sched: _Blocks, bt, idx, interval: bool, level: float, reading):
         """(the smooth law, the residual map's factor, (low, high) of the law or None), uncapped,
-        for checked inputs, at entries idx (1-based) of the schedule."""
+        for checked inputs, at entries idx (1-based) of the schedule; reading: _reading's."""
         design = self._design(n, bt, sched.peak)
         thetas = [self.theta_, *(self.theta_boot_ if interval else [])]
         phis = np.array([design @ th for th in thetas])
         preds = _predict_phis(phis, sched.lrs, idx, self.max_segments, sched.weights)
         pred = preds[0]
-        factor = 1.0
-        if corrected and self.residual_map_ is not None:
-            factor = np.exp(
-                self.residual_map_.log_correction(
-                    n, sched.lrs, bt, idx, n_steps=sched.n_steps, peak=sched.peak
-                )
-            )
+        factor = 1.0 if reading is None else np.exp(reading.log_correction(idx))
         if not interval:
             return pred, factor, None
         bounds = _interval(
@@ -1175,7 +1175,8 @@ class CrossSizeTrajectoryLaw:
             )
         sched = _Blocks.of(spec, lr, n_steps)
         idx, steps = sched.at(points)
-        pred, factor, (lo, hi) = self._predict_parts(n, sched, bt, idx, True, level, corrected)
+        reading = self._reading(n, sched, bt, corrected)
+        pred, factor, (lo, hi) = self._predict_parts(n, sched, bt, idx, True, level, reading)
         loss, lo, hi, alone = _capped(self.loss_cap_, pred * factor, lo * factor, hi * factor, pred)
         frame = pd.DataFrame(
             {
@@ -1188,7 +1189,7 @@ class CrossSizeTrajectoryLaw:
                 "loss_law_alone": alone,
             }
         )
-        frame.attrs["residual_correction"] = self._support(n, sched, bt, corrected)
+        frame.attrs["residual_correction"] = self._support(reading, corrected)
         return frame
 
     def correction_support(
@@ -1202,10 +1203,12 @@ class CrossSizeTrajectoryLaw:
         n = _positive(n_params, "n_params")
         lrs = _as_schedule(lr_schedule, "lr_schedule")
         sched = _Blocks(lrs, None, lrs.size, float(lrs.max()))
-        return self._support(n, sched, self._batch(batch_tokens), corrected)
+        bt = self._batch(batch_tokens)
+        return self._support(self._reading(n, sched, bt, corrected), corrected)
 
-    def _support(self, n: float, sched: _Blocks, bt: float, corrected: bool) -> dict[str, Any]:
-        if self.residual_map_ is None or not corrected:
+    @staticmethod
+    def _support(reading, corrected: bool) -> dict[str, Any]:
+        if reading is None:
             why = "no residual map in this law" if corrected else "corrected=False"
             return {
                 "applied": False,
@@ -1215,8 +1218,7 @@ class CrossSizeTrajectoryLaw:
                 "runs": 0,
                 "reason": why,
             }
-        info = self.residual_map_.support(n, sched.lrs, bt, n_steps=sched.n_steps, peak=sched.peak)
-        return {"applied": True, **info, "reason": None}
+        return {"applied": True, **reading.support(), "reason": None}
 
     def _default(self, key: str) -> float:
         lo, hi = self.fitted_range_.get(key, [None, None])
