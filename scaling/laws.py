@@ -628,6 +628,15 @@ class ScalingLaws:
             f"[{a:.4g}, {b:.4g}]: the curve is an extrapolation"
             for k, v, f, a, b in outside
         ]
+        spread = frame.attrs.get("interval") or {}
+        if spread.get("left_out"):
+            k = spread["left_out"]
+            warns.append(
+                f"loss_low, loss_high: the interval leaves out {k} of the trajectory law's "
+                f"{spread['refits']} bootstrap refits: {'its' if k == 1 else 'their'} loss goes "
+                "non-positive on this run (an annealing term that grows without bound beyond "
+                "the fitted runs)"
+            )
         pred = inputs["prediction"]
         interval = pred.intervals.get("loss") if pred is not None else None
         recommended = inputs["lr_source"] == inputs["batch_tokens_source"] == "recommended"

@@ -602,13 +602,31 @@ def _not_fitted(obj) -> None:
         )
 
 
+def _physical(preds_boot: np.ndarray) -> np.ndarray:
+    """Which bootstrap refits give a finite, positive loss at every requested step.
+
+    A refit can end on the annealing term's linear ridge (B without bound, C toward 0: the
+    fitted runs fix only their product). Within the fitted runs it fits like the others; far
+    beyond them its LD grows without bound and the loss goes negative. That is where the
+    optimizer stopped on a ridge the data leave open, not a prediction, so such a refit is left
+    out of the interval of this curve (and the caller says how many were)."""
+    with np.errstate(invalid="ignore"):
+        return np.all(np.isfinite(preds_boot) & (preds_boot > 0), axis=1)
+
+
 def _interval(preds_boot: np.ndarray, pred: np.ndarray, resid_q: float, level: float):
     """Curve interval: bootstrap spread of the curve (params) combined in log space with the
-    95% quantile of the fit's log residuals (what a single logged loss scatters by)."""
+    95% quantile of the fit's log residuals (what a single logged loss scatters by).
+
+    Returns (low, high, left_out): left_out counts the refits with a non-positive loss
+    somewhere on this curve, which the spread leaves out (see _physical)."""
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
     # The residual quantile is the 95% one; scale it to other levels as a normal quantile would.
     z = float(ndtri(0.5 + level / 2) / ndtri(0.975))
+    keep = _physical(preds_boot)
+    left_out = int(keep.size - keep.sum())
+    preds_boot = preds_boot[keep]
     with np.errstate(all="ignore"):  # a non-positive prediction gives nan bounds, not warnings
         if preds_boot.shape[0] >= 2:
             tail = (1 - level) / 2
@@ -621,6 +639,7 @@ def _interval(preds_boot: np.ndarray, pred: np.ndarray, resid_q: float, level: f
         return (
             pred * np.exp(-np.sqrt(down**2 + (z * resid_q) ** 2)),
             pred * np.exp(np.sqrt(up**2 + (z * resid_q) ** 2)),
+            left_out,
         )
 
 
@@ -742,7 +761,7 @@ class TrajectoryLaw:
         phis = np.array([self.theta_, *self.theta_boot_])
         preds = _predict_phis(phis, lrs, steps, self.max_segments)
         pred = preds[0]
-        lo, hi = _interval(
+        lo, hi, _ = _interval(
             preds[1:].reshape(-1, steps.size), pred, self.residuals_["q95_abs_log"], level
         )
         return _capped(self.loss_cap_, pred, lo, hi)
@@ -1082,7 +1101,7 @@ class CrossSizeTrajectoryLaw:
         )
         if not return_interval:
             return _capped(self.loss_cap_, pred * factor)
-        lo, hi = bounds
+        lo, hi, _ = bounds
         return _capped(self.loss_cap_, pred * factor, lo * factor, hi * factor)
 
     def _reading(self, n: float, sched: _Blocks, bt: float, corrected: bool):
@@ -1093,8 +1112,9 @@ class CrossSizeTrajectoryLaw:
         return self.residual_map_.read(n, sched.lrs, bt, n_steps=sched.n_steps, peak=sched.peak)
 
     def _predict_parts(self, n, sched: _Blocks, bt, idx, interval: bool, level: float, reading):
-        """(the smooth law, the residual map's factor, (low, high) of the law or None), uncapped,
-        for checked inputs, at entries idx (1-based) of the schedule; reading: _reading's."""
+        """(the smooth law, the residual map's factor, (low, high, refits left out) of the law
+        or None; see _interval), uncapped, for checked inputs, at entries idx (1-based) of the
+        schedule; reading: _reading's."""
         design = self._design(n, bt, sched.peak)
         thetas = [self.theta_, *(self.theta_boot_ if interval else [])]
         phis = np.array([design @ th for th in thetas])
@@ -1176,7 +1196,9 @@ class CrossSizeTrajectoryLaw:
         sched = _Blocks.of(spec, lr, n_steps)
         idx, steps = sched.at(points)
         reading = self._reading(n, sched, bt, corrected)
-        pred, factor, (lo, hi) = self._predict_parts(n, sched, bt, idx, True, level, reading)
+        pred, factor, (lo, hi, left_out) = self._predict_parts(
+            n, sched, bt, idx, True, level, reading
+        )
         loss, lo, hi, alone = _capped(self.loss_cap_, pred * factor, lo * factor, hi * factor, pred)
         frame = pd.DataFrame(
             {
@@ -1190,6 +1212,13 @@ class CrossSizeTrajectoryLaw:
             }
         )
         frame.attrs["residual_correction"] = self._support(reading, corrected)
+        # The bootstrap refits behind loss_low / loss_high, and how many of them the interval
+        # leaves out because their loss goes non-positive on this run (see _physical).
+        frame.attrs["interval"] = {
+            "level": float(level),
+            "refits": len(self.theta_boot_),
+            "left_out": left_out,
+        }
         return frame
 
     def correction_support(

@@ -263,6 +263,7 @@ class LawRegistry:
             "batch_tokens": inputs["batch_tokens"],
             "batch_tokens_source": inputs["batch_tokens_source"],
             "residual_correction": json_safe(frame.attrs.get("residual_correction")),
+            "interval": json_safe(frame.attrs.get("interval")),
             "extrapolation": prediction["extrapolation"],
             "warnings": warns,
         }

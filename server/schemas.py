@@ -198,6 +198,17 @@ class ResidualCorrection(Schema):
     reason = fields.String(allow_none=True, metadata={"description": "why it was not applied"})
 
 
+class TrajectoryInterval(Schema):
+    level = fields.Float(metadata={"description": "the interval's level (0.95)"})
+    refits = fields.Integer(metadata={"description": "the trajectory law's bootstrap refits"})
+    left_out = fields.Integer(
+        metadata={
+            "description": "refits left out of loss_low / loss_high: their loss goes "
+            "non-positive on this run"
+        }
+    )
+
+
 class Trajectory(Schema):
     law = fields.String(required=True)
     inputs = fields.Dict(required=True)
@@ -215,6 +226,11 @@ class Trajectory(Schema):
         ResidualCorrection,
         allow_none=True,
         metadata={"description": "how much of `loss` is the fitted runs' own misfit"},
+    )
+    interval = fields.Nested(
+        TrajectoryInterval,
+        allow_none=True,
+        metadata={"description": "the bootstrap refits behind loss_low and loss_high"},
     )
     peak_lr = fields.Float(allow_none=True, metadata={"description": "the peak LR drawn at"})
     peak_lr_source = fields.String(

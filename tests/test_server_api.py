@@ -445,3 +445,23 @@ def test_the_shipped_default_law_draws_the_curve_of_a_large_target():
     assert len(body["loss"]) == 50 and all(0 < v < 10 for v in body["loss"])
     assert body["loss"][-1] < body["loss"][0]
     assert any("extrapolation" in w for w in body["warnings"])
+
+
+def test_the_trajectory_interval_leaves_out_refits_whose_loss_goes_negative():
+    """On quick's laws at 1e6 parameters and 1e8 tokens (24k steps, 67x its fitted runs) one
+    bootstrap refit, stopped far out on the annealing term's B-C ridge, predicts a negative
+    loss: the interval's lower bound read 7.9e-08. It is left out, and the answer says so."""
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parents[1] / "results"
+    app = create_app({"TESTING": True, "LAWS_DIR": str(results)})
+    query = "/v1/trajectory?law=quick&n_params=1e6&tokens=1e8&points=50"
+    body = app.test_client().get(query).get_json()
+    frame = scaling.load(results / "quick" / "laws.json").trajectory(1e6, 1e8, points=50)
+    assert body["interval"] == frame.attrs["interval"]
+    left_out = body["interval"]["left_out"]
+    assert 1 <= left_out < body["interval"]["refits"]
+    assert body["loss_low"] == pytest.approx(frame["loss_low"].tolist())
+    pairs = zip(body["loss_low"], body["loss"], strict=True)
+    assert all(0.5 * loss < low <= loss for low, loss in pairs)
+    assert sum(f"leaves out {left_out} of" in w for w in body["warnings"]) == 1
