@@ -7,6 +7,7 @@ import os
 import shutil
 import threading
 
+import numpy as np
 import pytest
 from server_support import fitted_laws, write_law_file
 
@@ -22,6 +23,15 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 def laws_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("results")
     write_law_file(path, "synthetic", law_id="quick")
+    # The same laws with one more trajectory refit, whose annealing term (B x e^40) takes its
+    # loss below zero once the LR decays.
+    laws = fitted_laws(path, "quick")
+    tl = laws._trajectory
+    theta = tl.theta_.copy()
+    theta[list(tl.THETA_NAMES).index("b")] += 40.0
+    tl.theta_boot_ = np.vstack([tl.theta_boot_, theta])
+    laws._doc["id"] = "ridge"
+    laws.save(path / "ridge" / "laws.json")
     return path
 
 
@@ -224,6 +234,28 @@ def test_the_loss_chart_marks_the_loss_laws_final_loss(browser, base_url, laws_d
         "return Chart.getChart('loss-chart').data.datasets.map(d => d.label);"
     )
     assert "loss law: final loss" not in labels
+
+
+def test_the_caption_says_when_the_band_leaves_refits_out(browser, base_url, laws_dir):
+    """A bootstrap refit whose loss goes non-positive on the run is left out of the band, and
+    the caption says how many of how many; where none is, it says nothing."""
+    browser.get(base_url + "/?n_params=1e8&tokens=2e9&law=ridge")
+    assert wait_for_answer(browser) == "done", browser.find_element("id", "error").text
+    frame = fitted_laws(laws_dir, "ridge").trajectory(1e8, 2e9, seq_len=2048)
+    spread = frame.attrs["interval"]
+    assert spread["left_out"] == 1
+    caption = browser.find_element("id", "loss-caption").text
+    said = f"the 95% band leaves out 1 of {spread['refits']} bootstrap refits"
+    assert said in caption, caption
+    low = browser.execute_script(
+        "return Chart.getChart('loss-chart').data.datasets"
+        ".find(d => d.label === 'loss 95% low').data.map(p => p.y);"
+    )
+    assert low == pytest.approx(frame["loss_low"].tolist())
+    assert min(low) > 0.5
+    browser.get(base_url + "/?n_params=1e8&tokens=2e9&law=quick")
+    assert wait_for_answer(browser) == "done", browser.find_element("id", "error").text
+    assert "bootstrap refits" not in browser.find_element("id", "loss-caption").text
 
 
 def test_other_schedules_are_drawn_beside_the_curve(browser, base_url, laws_dir):

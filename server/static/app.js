@@ -145,13 +145,18 @@
     } else if (rc && rc.applied) {
       note = "; no fitted run is like this one: the trajectory law alone";
     }
+    // Bootstrap refits whose loss goes non-positive on this run are not in the band: say so.
+    const spread = t.interval;
+    const bandNote = spread && spread.left_out > 0
+      ? `; the 95% band leaves out ${spread.left_out} of ${spread.refits} bootstrap refits (their loss goes non-positive on this run)`
+      : "";
     const compared = finals.length > 1 ? `; final loss ${finals.join(", ")}` : "";
     let lawNote = "";
     if (lawLoss) {
       const iv = prediction.intervals && prediction.intervals.loss;
       lawNote = `; the loss law's final loss ${fmt(prediction.loss)}${iv ? ` [${fmt(iv[0])}, ${fmt(iv[1])}]` : ""} (fitted separately)`;
     }
-    $("loss-caption").textContent = `${t.inputs.schedule}, peak LR ${fmt(t.peak_lr)}, batch ${fmt(t.batch_tokens)} tokens${note}${compared}${lawNote}`;
+    $("loss-caption").textContent = `${t.inputs.schedule}, peak LR ${fmt(t.peak_lr)}, batch ${fmt(t.batch_tokens)} tokens${note}${bandNote}${compared}${lawNote}`;
   }
 
   function drawLaw(id, c, key, yTitle, compared) {
