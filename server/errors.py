@@ -65,7 +65,13 @@ def classify_invalid(
         return APIError(f"{field}={shown}: {message}", code="invalid_value", field=field)
     number = _as_float(value)
     if number is None:
-        return APIError(f"{field} must be a number, got {shown}", code="not_a_number", field=field)
+        hint = ""
+        if isinstance(value, str) and " " in value.strip() and _as_float(value.replace(" ", "+")):
+            # 7e+9 typed into a URL: a query string reads '+' as a space.
+            hint = " (a '+' in a URL's query reads as a space: write 7e9, or %2B for '+')"
+        return APIError(
+            f"{field} must be a number, got {shown}{hint}", code="not_a_number", field=field
+        )
     if not math.isfinite(number):
         return APIError(f"{field} must be finite, got {shown}", code="not_finite", field=field)
     if integer and not number.is_integer():

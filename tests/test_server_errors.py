@@ -96,6 +96,19 @@ def test_bad_query_strings(client, url, code, field):
     assert (error["code"], error["field"]) == (code, field)
 
 
+def test_a_plus_sign_typed_into_the_url_gets_a_hint(client):
+    """7e+9 in a query string arrives as '7e 9' ('+' is a space there): the error says so."""
+    error = error_of(client.get("/v1/predict?n_params=7e+9&tokens=1e12"), 400)
+    assert (error["code"], error["field"]) == ("not_a_number", "n_params")
+    assert "'7e 9'" in error["message"] and "%2B" in error["message"]
+    assert (
+        error_of(client.get("/v1/predict?n_params=7e%2B9&tokens=2e+12"), 400)["field"] == "tokens"
+    )
+    assert client.get("/v1/predict?n_params=7e%2B9&tokens=2e%2B12").status_code == 200
+    plain = error_of(client.get("/v1/predict?n_params=seven+billion&tokens=1e12"), 400)
+    assert "%2B" not in plain["message"]
+
+
 @pytest.mark.parametrize(
     "url",
     [
