@@ -68,6 +68,15 @@ def _observed(curves, run_id: str, lrs: np.ndarray, skip_frac: float):
     return steps[keep], c["loss"].to_numpy(dtype=float)[keep]
 
 
+def _coverage(interval, loss: np.ndarray) -> float:
+    """The share of the measured points inside the prediction's interval (low, high); NaN
+    without one (a law fitted without bootstrap refits)."""
+    if interval is None:
+        return float("nan")
+    low, high = interval
+    return float(np.mean((loss >= low) & (loss <= high)))
+
+
 def _score_schedules(law, test, group, curves, lrs_of, skip_frac, n_params, fitted_on):
     rows, plots = [], []
     for rid in test:
@@ -76,6 +85,9 @@ def _score_schedules(law, test, group, curves, lrs_of, skip_frac, n_params, fitt
             continue
         pred = law.predict(lrs_of[rid], steps)
         mean, worst = _errors(pred, loss)
+        band = None
+        if law.n_bootstrap:
+            band = law.predict(lrs_of[rid], steps, return_interval=True)[1:]
         rows.append(
             {
                 "experiment": "held-out schedule",
@@ -89,6 +101,7 @@ def _score_schedules(law, test, group, curves, lrs_of, skip_frac, n_params, fitt
                 "max_rel_err": worst,
                 "target": SCHEDULE_TARGET,
                 "scatter_floor": _scatter_floor(loss),
+                "interval_coverage": _coverage(band, loss),
             }
         )
         full = law.predict(lrs_of[rid], np.arange(1, lrs_of[rid].size + 1))
@@ -194,6 +207,11 @@ def backtest(
             steps, loss = _observed(curves, rid, lrs_of[rid], skip_frac)
             pred = law.predict(largest, lrs_of[rid], row["batch_tokens"], steps=steps)
             mean, worst = _errors(pred, loss)
+            band = None
+            if n_bootstrap:
+                band = law.predict(
+                    largest, lrs_of[rid], row["batch_tokens"], steps=steps, return_interval=True
+                )[1:]
             alone = law.predict(
                 largest, lrs_of[rid], row["batch_tokens"], steps=steps, corrected=False
             )
@@ -217,6 +235,7 @@ def backtest(
                     "law_alone_mean_rel_err": _errors(alone, loss)[0],
                     "fitted_mean_rel_err": _errors(ref_pred, loss)[0],
                     "scatter_floor": _scatter_floor(loss),
+                    "interval_coverage": _coverage(band, loss),
                 }
             )
             full = law.predict(largest, lrs_of[rid], row["batch_tokens"])
@@ -271,6 +290,10 @@ def _pct(x: float) -> str:
     return "n/a" if not np.isfinite(x) else f"{x:.3%}"
 
 
+def _share(x: float) -> str:
+    return "n/a" if not np.isfinite(x) else f"{x:.0%}"
+
+
 def _markdown(table, excluded, command: str, seconds: float, skip_frac: float) -> str:
     lines = [
         "# Trajectory-law backtest",
@@ -301,12 +324,17 @@ def _markdown(table, excluded, command: str, seconds: float, skip_frac: float) -
             "No experiment possible: need several schedules at one size, or several sizes."
         )
         return "\n".join(lines) + "\n"
-    lines += [
-        "| experiment | run | n_params | schedule | peak LR | fitted on | points | mean rel. err | worst rel. err | target met | mean rel. err, law alone | mean rel. err, curve fitted too | scatter floor |",
-        "| --- | --- | ---: | --- | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
-    ]
     if "law_alone_mean_rel_err" not in table:
         table = table.assign(law_alone_mean_rel_err=np.nan)
+    if "interval_coverage" not in table:
+        table = table.assign(interval_coverage=np.nan)
+    banded = bool(np.isfinite(table["interval_coverage"]).any())
+    lines += [
+        "| experiment | run | n_params | schedule | peak LR | fitted on | points | mean rel. err | worst rel. err | target met | mean rel. err, law alone | mean rel. err, curve fitted too | scatter floor |"
+        + (" in 95% band |" if banded else ""),
+        "| --- | --- | ---: | --- | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |"
+        + (" ---: |" if banded else ""),
+    ]
     for r in table.itertuples():
         lines.append(
             f"| {r.experiment} | {r.run_id} | {r.n_params:,} | {r.schedule} | {r.lr:.3g} | "
@@ -314,17 +342,27 @@ def _markdown(table, excluded, command: str, seconds: float, skip_frac: float) -
             f"{r.n_points} | {r.mean_rel_err:.3%} | {r.max_rel_err:.3%} | "
             f"{'yes' if r.meets_target else 'no'} | {_pct(r.law_alone_mean_rel_err)} | "
             f"{r.fitted_mean_rel_err:.3%} | {_pct(r.scatter_floor)} |"
+            + (f" {_share(r.interval_coverage)} |" if banded else "")
         )
     lines.append("")
     for kind, grp in table.groupby("experiment"):
         alone = grp["law_alone_mean_rel_err"].mean()
+        held = ""
+        cov = grp["interval_coverage"].to_numpy(dtype=float)
+        if np.isfinite(cov).any():
+            ok = np.isfinite(cov)
+            points = grp["n_points"].to_numpy(dtype=float)[ok]
+            held = (
+                f"; the 95% band holds {np.sum(cov[ok] * points) / points.sum():.0%} of the "
+                f"scored points ({_share(float(np.min(cov[ok])))} on the worst curve)"
+            )
         lines.append(
             f"- {kind}: mean of the per-curve mean errors {grp['mean_rel_err'].mean():.3%}"
             + (f" (law alone: {alone:.3%})" if np.isfinite(alone) else "")
             + f", worst point {grp['max_rel_err'].max():.3%}, "
             f"{int(grp['meets_target'].sum())}/{len(grp)} curves within target; "
             f"with the curves fitted too: {grp['fitted_mean_rel_err'].mean():.3%}; "
-            f"scatter floor {_pct(grp['scatter_floor'].mean())}."
+            f"scatter floor {_pct(grp['scatter_floor'].mean())}{held}."
         )
     lines += [
         "",
@@ -336,6 +374,13 @@ def _markdown(table, excluded, command: str, seconds: float, skip_frac: float) -
         "point-to-point scatter (fourth differences of log loss, median absolute deviation).",
         "A target below it cannot be met on these curves by any prediction.",
     ]
+    if banded:
+        lines += [
+            "*In 95% band*: the share of the scored points inside the held-out prediction's 95%",
+            "interval (`predict(..., return_interval=True)`: the spread of the fit's bootstrap",
+            "refits, `--bootstrap` of them, with the quantile of its own log residuals). A",
+            "calibrated interval holds about 95% of them.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -363,8 +408,9 @@ def main(argv: list[str] | None = None) -> int:
         "--bootstrap",
         type=int,
         default=0,
-        help="residual-bootstrap refits of each held-out fit, for its intervals; the scores do "
-        "not use them (default 0: they only cost time)",
+        help="residual-bootstrap refits of each held-out fit, for its intervals: with them the "
+        "report gives the share of each held-out curve inside its prediction's 95%% band; the "
+        "errors do not depend on them (default 0)",
     )
     parser.add_argument(
         "--skip-frac",

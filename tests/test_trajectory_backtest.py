@@ -207,3 +207,33 @@ def test_cli_unreadable_file_is_one_error_line_naming_it(
     assert err.startswith("error: ") and needle in err and str(paths[which]) in err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "tb.md").exists()
+
+
+def test_with_bootstrap_refits_the_report_says_how_much_of_each_curve_the_band_holds(
+    tables, result
+):
+    """--bootstrap N: each held-out curve's share of points inside its prediction's 95% band;
+    on curves drawn from the law itself with known noise, most of them. The errors are the
+    same as without refits (the point fit does not depend on them)."""
+    from scaling.trajectory_backtest import _markdown
+
+    _, runs, curves = tables
+    banded, _, excluded = backtest(runs, curves, seed=0, n_bootstrap=8, experiments=("schedule",))
+    plain = result[0][result[0]["experiment"] == "held-out schedule"].reset_index(drop=True)
+    assert banded["mean_rel_err"].tolist() == pytest.approx(plain["mean_rel_err"].tolist())
+    cover = banded["interval_coverage"].to_numpy(float)
+    assert np.isfinite(cover).all() and ((0 <= cover) & (cover <= 1)).all()
+    held = np.sum(cover * banded["n_points"]) / banded["n_points"].sum()
+    assert held > 0.8, cover
+    assert plain["interval_coverage"].isna().all()
+    text = _markdown(banded, excluded, "cmd", 1.0, 0.25)
+    assert "in 95% band |" in text and f"the 95% band holds {held:.0%} of the scored" in text
+    assert "in 95% band" not in _markdown(plain, excluded, "cmd", 1.0, 0.25)
+
+
+def test_coverage_counts_the_points_inside_the_band():
+    from scaling.trajectory_backtest import _coverage
+
+    low, high = np.full(4, 1.0), np.full(4, 2.0)
+    assert _coverage((low, high), np.array([0.5, 1.0, 1.5, 3.0])) == 0.5
+    assert math.isnan(_coverage(None, np.ones(4)))
