@@ -157,7 +157,6 @@ def _one(
             bootstrap=bootstrap,
             seed=seed,
             n_jobs=n_jobs,
-            loss_intervals=False,
             cache=cache,
         )
     loss_law, lr_law, batch_law = core.loss, core.lr, core.batch_tokens
@@ -201,6 +200,15 @@ def _one(
         row.update(lr_pred=lr_pred, batch_pred=b_pred, lr_rec=lr_rec)
         row["lr_ratio"] = lr_pred / row["lr_opt"] if row["lr_opt"] > 0 else math.nan
         row["batch_ratio"] = b_pred / row["batch_opt"] if row["batch_opt"] > 0 else math.nan
+        # Do the refit's 95% intervals hold what the held-out cell found?
+        for key, law, found in (
+            ("lr", lr_law, row["lr_opt"]),
+            ("batch", batch_law, row["batch_opt"]),
+        ):
+            iv = law.predict_interval(n, d, 6 * n * d) if law is not None else None
+            if iv is not None and math.isfinite(found):
+                row[f"{key}_interval"] = [float(iv[0]), float(iv[1])]
+                row[f"{key}_opt_in_interval"] = bool(iv[0] <= found <= iv[1])
         if math.isfinite(lr_rec):
             # Without a batch law, the batch of the cell's best run stands in (flagged).
             b_eval = b_pred if math.isfinite(b_pred) else row["best_batch_tokens"]
@@ -219,6 +227,15 @@ def _one(
         if loss_law is not None:
             pred = float(loss_law.predict(n, d))
             row.update(loss_pred=pred, loss_error_pct=100.0 * (pred / best - 1.0))
+            iv = loss_law.predict_interval(n, d)
+            if iv is not None:
+                row["loss_interval"] = [float(iv[0]), float(iv[1])]
+                # The law is fitted on cells' fitted optimal losses: the held-out cell's is what
+                # its interval is for (the best run also carries the grid's step and its noise).
+                found = float(cell["loss_opt"])
+                if math.isfinite(found):
+                    row["loss_opt"] = found
+                    row["loss_opt_in_interval"] = bool(iv[0] <= found <= iv[1])
         if traj is not None:
             got = _curve_error(traj, best_run, curves, skip_frac)
             if got is not None:
@@ -242,6 +259,10 @@ def _one(
             summary[f"mean_abs_{key}"] = float(vals.mean())
             summary[f"max_abs_{key}"] = float(vals.max())
             summary[f"meets_{key}"] = bool(vals.mean() <= TARGETS[key])
+    for key in ("loss_opt_in_interval", "lr_opt_in_interval", "batch_opt_in_interval"):
+        held_in = [r[key] for r in rows if key in r]
+        if held_in:
+            summary[key] = [int(sum(held_in)), len(held_in)]
     alone = [r["curve_alone_mean_rel_err_pct"] for r in rows if "curve_alone_mean_rel_err_pct" in r]
     if alone:
         summary["mean_curve_alone_mean_rel_err_pct"] = float(np.mean(alone))
@@ -303,6 +324,10 @@ def _fmt(x, spec=".3g") -> str:
     return format(x, spec)
 
 
+def _iv(interval, spec: str) -> str:
+    return "" if not interval else f" [{_fmt(interval[0], spec)}, {_fmt(interval[1], spec)}]"
+
+
 def markdown(result: dict[str, Any], command: str, seconds: float) -> str:
     lines = [
         "# Extrapolation backtest",
@@ -317,7 +342,10 @@ def markdown(result: dict[str, Any], command: str, seconds: float) -> str:
         "`*` = clamped to the grid's edge), against the cell's best run.",
         "- *gap % at opt*: the same reading at the cell's own fitted optimum, i.e. what a "
         "perfect prediction would score by this measure.",
-        "- *loss error*: the loss law against the cell's best run.",
+        "- *loss error*: the loss law against the cell's best run. *[95%]*: the refit's "
+        "intervals (the cell bootstrap's spread of the law: parameter uncertainty, not a "
+        "single run's scatter). *loss opt*: the cell's own fitted optimal loss (what the full "
+        "fit puts in the loss law).",
         "- *lr / batch ratio*: predicted over the cell's fitted optimum (*lr pred.*: the LR "
         "law's optimum, with no batch given).",
         "- *lr rec.*: the LR the laws recommend at the predicted batch (the LR-at-batch law, "
@@ -338,22 +366,25 @@ def markdown(result: dict[str, Any], command: str, seconds: float) -> str:
             "",
             f"Refitted on {s['fitted_on_runs']} runs.",
             "",
-            "| cell | best loss | loss at pred. | gap % | gap % at opt | loss pred. | loss error % "
-            "| lr pred. | lr opt | lr ratio | lr rec. | batch pred. | batch opt | batch ratio | "
-            "curve mean % | curve max % |",
+            "| cell | best loss | loss at pred. | gap % | gap % at opt | loss pred. [95%] | loss "
+            "opt | loss error % | lr pred. [95%] | lr opt | lr ratio | lr rec. | batch pred. "
+            "[95%] | batch opt | batch ratio | curve mean % | curve max % |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
-            "| --- | --- |",
+            "| --- | --- | --- |",
         ]
         for r in s["cells"]:
             star = "*" if r.get("clamped") else ""
             lines.append(
                 f"| {r['cell']} | {r['best_loss']:.4f} | {_fmt(r.get('loss_at_pred'), '.4f')}"
                 f"{star} | {_fmt(r.get('gap_pct'), '+.2f')} | "
-                f"{_fmt(r.get('gap_at_opt_pct'), '+.2f')} | {_fmt(r.get('loss_pred'), '.4f')} "
-                f"| {_fmt(r.get('loss_error_pct'), '+.2f')} | {_fmt(r['lr_pred'])} | "
+                f"{_fmt(r.get('gap_at_opt_pct'), '+.2f')} | {_fmt(r.get('loss_pred'), '.4f')}"
+                f"{_iv(r.get('loss_interval'), '.4f')} | {_fmt(r.get('loss_opt'), '.4f')} "
+                f"| {_fmt(r.get('loss_error_pct'), '+.2f')} | {_fmt(r['lr_pred'])}"
+                f"{_iv(r.get('lr_interval'), '.3g')} | "
                 f"{_fmt(r['lr_opt'])} | {_fmt(r['lr_ratio'], '.2f')} | "
                 f"{_fmt(r.get('lr_rec'))} | "
-                f"{_fmt(r['batch_pred'], '.0f')} | {_fmt(r['batch_opt'], '.0f')} | "
+                f"{_fmt(r['batch_pred'], '.0f')}{_iv(r.get('batch_interval'), '.0f')} | "
+                f"{_fmt(r['batch_opt'], '.0f')} | "
                 f"{_fmt(r['batch_ratio'], '.2f')} | "
                 f"{_fmt(r.get('curve_mean_rel_err_pct'), '.2f')} | "
                 f"{_fmt(r.get('curve_max_rel_err_pct'), '.2f')} |"
@@ -386,6 +417,20 @@ def markdown(result: dict[str, Any], command: str, seconds: float) -> str:
                     f"- {label} predicted/optimum: geometric mean {s[f'geomean_{key}']:.2f}, "
                     f"worst {s[f'worst_{key}']:.2f}"
                 )
+        held = [
+            f"{what} in {s[key][0]} of {s[key][1]} cells"
+            for key, what in (
+                ("loss_opt_in_interval", "loss"),
+                ("lr_opt_in_interval", "LR"),
+                ("batch_opt_in_interval", "batch"),
+            )
+            if key in s
+        ]
+        if held:
+            lines.append(
+                "- the refit's 95% intervals (*[95%]* columns) hold the held-out cell's own fitted "
+                "optimum (*loss opt*, *lr opt*, *batch opt*): " + "; ".join(held)
+            )
         if any(r.get("batch_from_best_run") for r in s["cells"]):
             lines.append("- no batch law after the refit: the best run's batch stands in")
         for w in s["refit_warnings"]:
@@ -410,10 +455,13 @@ def figure(result: dict[str, Any], plots: list, path: Path) -> None:
         x = np.arange(len(obs))
         ax.bar(x - 0.27, obs, 0.27, label="best measured")
         ax.bar(x, at, 0.27, label="measured grid at predicted lr, batch")
-        ax.bar(x + 0.27, pred, 0.27, label="loss law prediction")
+        ivs = [r.get("loss_interval") or [math.nan, math.nan] for r in s["cells"]]
+        err = np.array([[p - iv[0], iv[1] - p] for p, iv in zip(pred, ivs, strict=True)]).T
+        ax.bar(x + 0.27, pred, 0.27, yerr=err, capsize=3, label="loss law prediction (95%)")
         ax.set_xticks(x, [r["cell"] for r in s["cells"]], rotation=20, fontsize=8)
         lo = np.nanmin(obs + pred + at)
-        ax.set_ylim(lo * 0.95, np.nanmax(obs + pred + at) * 1.02)
+        top = np.nanmax(obs + pred + at + [iv[1] for iv in ivs])
+        ax.set_ylim(lo * 0.95, top * 1.02)
         ax.set_ylabel("validation loss (nats/token)")
         ax.set_title(f"held-out {hold}: final loss")
         ax.legend(fontsize=7)

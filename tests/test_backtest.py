@@ -60,6 +60,15 @@ def test_backtest_on_a_known_law_is_accurate():
         assert s["mean_abs_loss_error_pct"] < 1.0, s
         assert s["mean_abs_gap_pct"] < 1.0, s
         assert 0.7 < s["geomean_lr_ratio"] < 1.4, s
+        # Each prediction comes with the refit's 95% interval, and the summary counts the
+        # held-out cells whose own fitted optimum it holds (the LR's, on a known law, all or
+        # all but one).
+        for r in s["cells"]:
+            for key, pred in (("loss", "loss_pred"), ("lr", "lr_pred"), ("batch", "batch_pred")):
+                lo, hi = r[f"{key}_interval"]
+                assert lo <= r[pred] <= hi, (key, r)
+        assert s["loss_opt_in_interval"][1] == s["lr_opt_in_interval"][1] == n_cells
+        assert s["lr_opt_in_interval"][0] >= n_cells - 1, s["lr_opt_in_interval"]
     assert result["size"]["held_out_value"] == runs["n_params"].max()
 
 
@@ -71,6 +80,8 @@ def test_backtest_notices_a_wrong_law():
     runs.loc[big, "loss"] *= 1.08
     result, _ = extrapolation_backtest(runs, bootstrap=50)  # the loss law has no weights
     assert result["size"]["mean_abs_loss_error_pct"] > 4.0
+    # ... and its intervals do not hold those cells' losses.
+    assert result["size"]["loss_opt_in_interval"] == [0, 3]
 
 
 def test_cli_writes_report_json_and_figure(tmp_path, capsys):
@@ -84,6 +95,8 @@ def test_cli_writes_report_json_and_figure(tmp_path, capsys):
     assert set(data) == {"size", "budget"}
     assert out.with_suffix(".png").stat().st_size > 10_000
     assert np.isfinite(data["budget"]["mean_abs_loss_error_pct"])
+    assert "- the refit's 95% intervals (*[95%]* columns) hold the held-out cell's own" in text
+    assert data["size"]["cells"][0]["loss_interval"][0] < data["size"]["cells"][0]["loss_pred"]
 
 
 def test_cli_missing_file_is_one_error_line(tmp_path, capsys):
