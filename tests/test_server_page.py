@@ -94,6 +94,20 @@ def wait_for_answer(driver, timeout=30.0):
     return driver.find_element("tag name", "body").get_attribute("data-state")
 
 
+def loss_chart(driver, label: str | None = None):
+    """The loss chart's dataset labels, or the y values of the dataset so labelled (None if
+    there is none)."""
+    if label is None:
+        return driver.execute_script(
+            "return Chart.getChart('loss-chart').data.datasets.map(d => d.label);"
+        )
+    return driver.execute_script(
+        "const d = Chart.getChart('loss-chart').data.datasets.find(d => d.label === arguments[0]);"
+        " return d ? d.data.map(p => p.y) : null;",
+        label,
+    )
+
+
 def painted_pixels(driver, canvas_id: str) -> int:
     """How many pixels of the canvas are not transparent: a drawn chart has thousands."""
     return driver.execute_script(
@@ -222,18 +236,11 @@ def test_the_loss_chart_marks_the_loss_laws_final_loss(browser, base_url, laws_d
     caption = browser.find_element("id", "loss-caption").text
     expected = f"the loss law's final loss {shown[0]} [{shown[1]}, {shown[2]}] (fitted separately)"
     assert expected in caption, caption
-    marked = browser.execute_script(
-        "const d = Chart.getChart('loss-chart').data.datasets"
-        ".find(d => d.label === 'loss law: final loss'); return d ? d.data[0].y : null;"
-    )
-    assert marked == pytest.approx(pred.loss)
+    assert loss_chart(browser, "loss law: final loss") == [pytest.approx(pred.loss)]
     browser.get(base_url + "/?n_params=1e8&tokens=2e9&law=quick&batch_tokens=65536")
     assert wait_for_answer(browser) == "done", browser.find_element("id", "error").text
     assert "loss law's final loss" not in browser.find_element("id", "loss-caption").text
-    labels = browser.execute_script(
-        "return Chart.getChart('loss-chart').data.datasets.map(d => d.label);"
-    )
-    assert "loss law: final loss" not in labels
+    assert "loss law: final loss" not in loss_chart(browser)
 
 
 def test_the_caption_says_when_the_band_leaves_refits_out(browser, base_url, laws_dir):
@@ -247,10 +254,7 @@ def test_the_caption_says_when_the_band_leaves_refits_out(browser, base_url, law
     caption = browser.find_element("id", "loss-caption").text
     said = f"the 95% band leaves out 1 of {spread['refits']} bootstrap refits"
     assert said in caption, caption
-    low = browser.execute_script(
-        "return Chart.getChart('loss-chart').data.datasets"
-        ".find(d => d.label === 'loss 95% low').data.map(p => p.y);"
-    )
+    low = loss_chart(browser, "loss 95% low")
     assert low == pytest.approx(frame["loss_low"].tolist())
     assert min(low) > 0.5
     browser.get(base_url + "/?n_params=1e8&tokens=2e9&law=quick")
@@ -267,9 +271,7 @@ def test_other_schedules_are_drawn_beside_the_curve(browser, base_url, laws_dir)
     assert wait_for_answer(browser) == "done", browser.find_element("id", "error").text
     boxes = browser.find_elements("css selector", "input[name=overlay]:checked")
     assert sorted(b.get_attribute("value") for b in boxes) == ["constant", "wsd"]
-    labels = browser.execute_script(
-        "return Chart.getChart('loss-chart').data.datasets.map(d => d.label);"
-    )
+    labels = loss_chart(browser)
     assert "schedule wsd" in labels and "schedule constant" in labels
     laws = fitted_laws(laws_dir, "quick")
     main = laws.trajectory(1e8, 2e9, seq_len=2048, schedule="cosine")
