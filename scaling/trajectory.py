@@ -752,7 +752,8 @@ class TrajectoryLaw:
     ):
         """Loss after each of `steps` optimizer updates (default: after every step).
 
-        With return_interval=True, returns (loss, low, high)."""
+        With return_interval=True, returns (loss, low, high); a bootstrap refit whose loss goes
+        non-positive at one of these steps is left out of (low, high) (see _physical)."""
         _not_fitted(self)
         lrs = _as_schedule(lr_schedule, "lr_schedule")
         steps = np.arange(1, lrs.size + 1) if steps is None else _as_steps(steps, lrs.size)
@@ -1085,7 +1086,8 @@ class CrossSizeTrajectoryLaw:
     ):
         """Loss after each of `steps` updates (default every step) for a model of n_params
         trained with this per-step LR (and batch size). With return_interval=True, returns
-        (loss, low, high).
+        (loss, low, high); a bootstrap refit whose loss goes non-positive at one of these steps
+        is left out of (low, high), as in `trajectory` (whose attrs say how many were).
 
         corrected: multiply by the law's own misfit on the fitted runs nearest this query (the
         residual map; see scaling._residual_map). False gives the smooth law alone."""
