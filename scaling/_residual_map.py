@@ -130,10 +130,6 @@ class ResidualMap:
         """log(correction factor) at each of `steps` of this query (see Reading)."""
         return self.read(n_params, lrs, batch_tokens).log_correction(steps)
 
-    def support(self, n_params: float, lrs: np.ndarray, batch_tokens: float) -> dict[str, Any]:
-        """How much of this query's correction the fitted runs carry (see Reading.support)."""
-        return self.read(n_params, lrs, batch_tokens).support()
-
     def _per_size(
         self,
         n_params: float,

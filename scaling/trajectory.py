@@ -255,6 +255,11 @@ class _Blocks:
     peak: float
 
     @classmethod
+    def per_step(cls, lrs: np.ndarray) -> _Blocks:
+        """A schedule given as the LR of every step."""
+        return cls(lrs, None, lrs.size, float(lrs.max()))
+
+    @classmethod
     def of(cls, spec, peak_lr: float, n_steps: int) -> _Blocks:
         if n_steps <= _FINE_MAX_STEPS:
             return cls(spec.lrs(peak_lr, n_steps), None, n_steps, float(peak_lr))
@@ -1096,7 +1101,7 @@ class CrossSizeTrajectoryLaw:
         bt = self._batch(batch_tokens)
         lrs = _as_schedule(lr_schedule, "lr_schedule")
         steps = np.arange(1, lrs.size + 1) if steps is None else _as_steps(steps, lrs.size)
-        sched = _Blocks(lrs, None, lrs.size, float(lrs.max()))
+        sched = _Blocks.per_step(lrs)
         reading = self._reading(n, sched, bt, corrected)
         pred, factor, bounds = self._predict_parts(
             n, sched, bt, steps, return_interval, level, reading
@@ -1233,7 +1238,7 @@ class CrossSizeTrajectoryLaw:
         _not_fitted(self)
         n = _positive(n_params, "n_params")
         lrs = _as_schedule(lr_schedule, "lr_schedule")
-        sched = _Blocks(lrs, None, lrs.size, float(lrs.max()))
+        sched = _Blocks.per_step(lrs)
         bt = self._batch(batch_tokens)
         return self._support(self._reading(n, sched, bt, corrected), corrected)
 

@@ -68,6 +68,14 @@ def _observed(curves, run_id: str, lrs: np.ndarray, skip_frac: float):
     return steps[keep], c["loss"].to_numpy(dtype=float)[keep]
 
 
+def _predicted(predict, banded: bool, *args, **kwargs):
+    """(the prediction, its (low, high) or None): one call either way."""
+    if not banded:
+        return predict(*args, **kwargs), None
+    pred, low, high = predict(*args, **kwargs, return_interval=True)
+    return pred, (low, high)
+
+
 def _coverage(interval, loss: np.ndarray) -> float:
     """The share of the measured points inside the prediction's interval (low, high); NaN
     without one (a law fitted without bootstrap refits)."""
@@ -83,11 +91,8 @@ def _score_schedules(law, test, group, curves, lrs_of, skip_frac, n_params, fitt
         steps, loss = _observed(curves, rid, lrs_of[rid], skip_frac)
         if not steps.size:
             continue
-        pred = law.predict(lrs_of[rid], steps)
+        pred, band = _predicted(law.predict, law.n_bootstrap > 0, lrs_of[rid], steps)
         mean, worst = _errors(pred, loss)
-        band = None
-        if law.n_bootstrap:
-            band = law.predict(lrs_of[rid], steps, return_interval=True)[1:]
         rows.append(
             {
                 "experiment": "held-out schedule",
@@ -205,13 +210,10 @@ def backtest(
         for rid in ok.index[ok["n_params"] == largest]:
             row = ok.loc[rid]
             steps, loss = _observed(curves, rid, lrs_of[rid], skip_frac)
-            pred = law.predict(largest, lrs_of[rid], row["batch_tokens"], steps=steps)
+            pred, band = _predicted(
+                law.predict, n_bootstrap > 0, largest, lrs_of[rid], row["batch_tokens"], steps=steps
+            )
             mean, worst = _errors(pred, loss)
-            band = None
-            if n_bootstrap:
-                band = law.predict(
-                    largest, lrs_of[rid], row["batch_tokens"], steps=steps, return_interval=True
-                )[1:]
             alone = law.predict(
                 largest, lrs_of[rid], row["batch_tokens"], steps=steps, corrected=False
             )

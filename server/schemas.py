@@ -10,6 +10,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 # tokens / batch_tokens: the trajectory law draws a run of any length at one cost, up to this
 # many optimizer steps (a trillion).
+from scaling._residual_map import MATERIAL_SUPPORT
 from scaling.trajectory import MAX_TRAJECTORY_STEPS
 
 # Caps well above any model or run anyone trains, low enough that the laws stay finite.
@@ -191,7 +192,10 @@ class ResidualCorrection(Schema):
         },
     )
     material = fields.Boolean(
-        metadata={"description": "support of at least 0.01: the correction moves the curve"}
+        metadata={
+            "description": f"support of at least {MATERIAL_SUPPORT:g}: the correction moves "
+            "the curve"
+        }
     )
     n_params = fields.List(fields.Float(), metadata={"description": "the fitted sizes read"})
     runs = fields.Integer(metadata={"description": "fitted runs that carry the correction"})
