@@ -227,14 +227,17 @@ def _one(
         if loss_law is not None:
             pred = float(loss_law.predict(n, d))
             row.update(loss_pred=pred, loss_error_pct=100.0 * (pred / best - 1.0))
+            # The law is fitted on cells' fitted optimal losses: the held-out cell's is what its
+            # interval is for (the best run also carries the grid's step and its noise).
+            found = float(cell["loss_opt"])
+            if math.isfinite(found):
+                row["loss_opt"] = found
             iv = loss_law.predict_interval(n, d)
+            if loss_law.off_reduced_range(n, d):
+                row["loss_off_reduced_range"] = True
             if iv is not None:
                 row["loss_interval"] = [float(iv[0]), float(iv[1])]
-                # The law is fitted on cells' fitted optimal losses: the held-out cell's is what
-                # its interval is for (the best run also carries the grid's step and its noise).
-                found = float(cell["loss_opt"])
                 if math.isfinite(found):
-                    row["loss_opt"] = found
                     row["loss_opt_in_interval"] = bool(iv[0] <= found <= iv[1])
         if traj is not None:
             got = _curve_error(traj, best_run, curves, skip_frac)
@@ -343,9 +346,9 @@ def markdown(result: dict[str, Any], command: str, seconds: float) -> str:
         "- *gap % at opt*: the same reading at the cell's own fitted optimum, i.e. what a "
         "perfect prediction would score by this measure.",
         "- *loss error*: the loss law against the cell's best run. *[95%]*: the refit's "
-        "intervals (the cell bootstrap's spread of the law: parameter uncertainty, not a "
-        "single run's scatter). *loss opt*: the cell's own fitted optimal loss (what the full "
-        "fit puts in the loss law).",
+        "intervals (the cell bootstrap's spread of the law; the loss's widened by the law's "
+        "leave-one-out error, its miss on cells it was not fitted on). *loss opt*: the cell's "
+        "own fitted optimal loss (what the full fit puts in the loss law).",
         "- *lr / batch ratio*: predicted over the cell's fitted optimum (*lr pred.*: the LR "
         "law's optimum, with no batch given).",
         "- *lr rec.*: the LR the laws recommend at the predicted batch (the LR-at-batch law, "
@@ -430,6 +433,13 @@ def markdown(result: dict[str, Any], command: str, seconds: float) -> str:
             lines.append(
                 "- the refit's 95% intervals (*[95%]* columns) hold the held-out cell's own fitted "
                 "optimum (*loss opt*, *lr opt*, *batch opt*): " + "; ".join(held)
+            )
+        bare = sum(bool(r.get("loss_off_reduced_range")) for r in s["cells"])
+        if bare:
+            lines.append(
+                f"- no loss interval in {bare} of {len(s['cells'])} cells: the refit's reduced "
+                "loss law was not fitted at their budget (size), so its loss there is no "
+                "prediction (see the refit warning)"
             )
         if any(r.get("batch_from_best_run") for r in s["cells"]):
             lines.append("- no batch law after the refit: the best run's batch stands in")

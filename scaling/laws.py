@@ -355,6 +355,16 @@ class ScalingLaws:
             if form in LOSS_FORMS[1:3]:
                 notes = self._doc["laws"]["loss"].get("notes") or [f"reduced form {form}"]
                 warns.append("loss law: " + notes[0])
+                missing = self.loss_law.off_reduced_range(n_params, tokens)
+                if missing is not None:
+                    fitted = self.loss_law.data_range_[missing]
+                    asked = n_params if missing == "n_params" else tokens
+                    what = "size" if missing == "n_params" else "budget"
+                    warns.append(
+                        f"loss: the reduced loss law knows only {missing} {fitted[0]:.4g} to "
+                        f"{fitted[1]:.4g}; at {missing}={asked:.4g} its loss is the one at that "
+                        f"{what}, not a prediction, and no interval is given"
+                    )
         batch = None
         if self.batch_law is not None:
             batch = float(self.batch_law.predict(n_params, tokens, law_flops))

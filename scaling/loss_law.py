@@ -13,6 +13,10 @@ et al. 2024) with a Huber objective, L-BFGS-B with an analytic gradient from the
 grid of starts, and a seeded, parallel bootstrap warm-started at the point estimate. Unless a
 form is forced, both full forms are fitted and the one with the smaller leave-one-out error is
 kept (`selection_`).
+
+The loss interval is the bootstrap's spread of the predicted loss widened, in quadrature in log
+space, by that leave-one-out error: a bootstrap over a handful of cells can be far narrower than
+the law's miss on a cell it never saw (`predict_interval`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import huber
+from scipy.stats import norm
 
 from ._util import (
     as_positive_array,
@@ -45,6 +50,9 @@ FORMS: dict[str, dict[str, Any]] = {
 }
 _FULL, _N_ONLY, _D_ONLY, _COUPLED = tuple(FORMS)
 _BOTH_TERMS = (_FULL, _COUPLED)
+# A reduced form answers within this factor of the budget (size) it was fitted at: a budget's
+# runs differ by a few whole steps between batch sizes.
+_SAME_VALUE = 1.05
 
 
 def _huber_value_and_slope(r: np.ndarray, delta: float) -> tuple[float, np.ndarray]:
@@ -303,9 +311,11 @@ class LossLaw:
 
     Fitted attributes: params_ (E, A, alpha, B, beta, gamma; None for what the form lacks;
     beta = 1 fixed in the coupled form), form_, selection_ (the leave-one-out errors of both
-    full forms, or None), params_ci_ (95% percentile intervals), bootstrap_samples_ (array, one
-    row per resample, columns E, A, alpha, B, beta, gamma), residuals_ (log L - log L_pred per
-    point), notes_ (why a reduced form was chosen), data_range_, n_points_.
+    full forms, or None), loo_rmse_log_ (the chosen form's leave-one-out rms of log L, with a
+    bootstrap; it widens the loss intervals), params_ci_ (95% percentile intervals),
+    bootstrap_samples_ (array, one row per resample, columns E, A, alpha, B, beta, gamma),
+    residuals_ (log L - log L_pred per point), notes_ (why a reduced form was chosen),
+    data_range_, n_points_.
     """
 
     def __init__(
@@ -429,8 +439,19 @@ class LossLaw:
             for x in self._distinct(solutions, 2)
             if _objective(x, form, log_n, log_d, log_l, self.delta)[0] <= 1.2 * fun
         ]
+        self.loo_rmse_log_ = None
         if self.bootstrap:
             self._fit_bootstrap(log_n, log_d, log_l)
+            # The interval's out-of-sample part (`predict_interval`): the chosen form's
+            # leave-one-out error, already measured where the form was chosen by it.
+            if self.selection_ is not None:
+                self.loo_rmse_log_ = self.selection_["loo_rmse_log"][form]
+            elif solutions:
+                # With k + 1 points each left-one-out fit is exactly determined: its miss on
+                # the point it left out is still out of sample.
+                self.loo_rmse_log_ = self._loo_rmse(form, solutions, log_n, log_d, log_l)
+            if self.loo_rmse_log_ is not None and not math.isfinite(self.loo_rmse_log_):
+                self.loo_rmse_log_ = None
         else:
             self.bootstrap_samples_ = None
             self.params_ci_ = {k: None for k in self.params_}
@@ -459,23 +480,28 @@ class LossLaw:
             if not solutions:
                 rmse[form] = math.inf
                 continue
-            starts = np.array(self._distinct(solutions, 2))
-            errors = []
-            for i in range(log_l.size):
-                keep = np.arange(log_l.size) != i
-                theta = self._solve_form(form, log_n[keep], log_d[keep], log_l[keep], starts)[0]
-                if theta is None:
-                    errors.append(np.inf)
-                    continue
-                pred = _theta_to_params(theta, form)
-                errors.append(
-                    float(np.log(self._evaluate(pred, math.exp(log_n[i]), math.exp(log_d[i]))))
-                    - log_l[i]
-                )
-            rmse[form] = float(np.sqrt(np.mean(np.square(errors))))
+            rmse[form] = self._loo_rmse(form, solutions, log_n, log_d, log_l)
         chosen = _COUPLED if rmse[_COUPLED] < rmse[_FULL] else _FULL
         selection = {"method": "leave-one-out", "chosen": chosen, "loo_rmse_log": rmse}
         return chosen, selection, solved[chosen]
+
+    def _loo_rmse(self, form, solutions, log_n, log_d, log_l) -> float:
+        """Leave-one-out error of `form`: the rms over the points of log L minus the prediction
+        of a fit without that point. Each fit starts from the all-points fit and the next
+        distinct local optimum it found (`solutions`), as the bootstrap does."""
+        starts = np.array(self._distinct(solutions, 2))
+        errors = []
+        for i in range(log_l.size):
+            keep = np.arange(log_l.size) != i
+            theta = self._solve_form(form, log_n[keep], log_d[keep], log_l[keep], starts)[0]
+            if theta is None:
+                return math.inf
+            pred = _theta_to_params(theta, form)
+            errors.append(
+                float(np.log(self._evaluate(pred, math.exp(log_n[i]), math.exp(log_d[i]))))
+                - log_l[i]
+            )
+        return float(np.sqrt(np.mean(np.square(errors))))
 
     @staticmethod
     def _distinct(solutions: list[np.ndarray], count: int) -> list[np.ndarray]:
@@ -565,16 +591,26 @@ class LossLaw:
         out = self._evaluate(self.params_, n_params, tokens)
         return float(out) if out.ndim == 0 else out
 
-    def predict_interval(self, n_params, tokens, level: float = 0.95) -> tuple[float, float] | None:
-        """Percentile interval of the predicted loss over the bootstrap fits (parameter
-        uncertainty only, not run-to-run noise), or None without a bootstrap. It always
-        contains the point estimate `predict(n_params, tokens)`."""
+    def predict_interval(
+        self, n_params, tokens, level: float = 0.95, *, misfit: bool = True
+    ) -> tuple[float, float] | None:
+        """Interval of the predicted loss: the percentile interval over the bootstrap fits (the
+        spread of the law's parameters), widened by the law's own out-of-sample error, its
+        leave-one-out rms of log L (`loo_rmse_log_`). Each side's log half-width h becomes
+        sqrt(h^2 + (z s)^2), z the normal quantile of `level`, s that rms: a bootstrap over a
+        handful of cells can be far narrower than the law's miss on a cell it never saw.
+        `misfit=False` gives the parameter spread alone.
+
+        None without a bootstrap, and for a reduced form (one budget, or one size) asked at a
+        budget (size) more than 5% outside the one it was fitted at: its loss there is that
+        budget's, with no basis for an interval. The interval always contains the point
+        estimate `predict(n_params, tokens)`. Scalar inputs only."""
         self._check_fitted()
         n_params = check_positive_values("n_params", n_params)
         tokens = check_positive_values("tokens", tokens)
         level = check_positive("level", level, upper=1.0)
         samples = self.bootstrap_samples_
-        if samples is None or len(samples) == 0:
+        if samples is None or len(samples) == 0 or self.off_reduced_range(n_params, tokens):
             return None
         s = samples[np.isfinite(samples[:, 0])]
         # All resamples at once (a service answers many queries): a missing term is NaN.
@@ -589,7 +625,34 @@ class LossLaw:
             preds = col["E"] + np.where(np.isfinite(col["gamma"]), inner ** col["gamma"], inner)
         point = self._evaluate(self.params_, n, d)
         lo, hi = percentile_interval(preds, level, point=point)
+        if misfit:
+            lo, hi = self._widen(point, lo, hi, level)
         return float(lo), float(hi)
+
+    def _widen(self, point, lo, hi, level: float = 0.95):
+        """A parameter-spread interval (lo, hi) around `point`, widened in quadrature, in log
+        space, by the leave-one-out error (unchanged without one)."""
+        s_loo = getattr(self, "loo_rmse_log_", None)
+        if not s_loo:
+            return lo, hi
+        w = float(norm.ppf(0.5 + level / 2.0)) * s_loo
+        return (
+            point * np.exp(-np.hypot(np.log(point / lo), w)),
+            point * np.exp(np.hypot(np.log(hi / point), w)),
+        )
+
+    def off_reduced_range(self, n_params, tokens) -> str | None:
+        """For a reduced form, the variable it lacks ("tokens" or "n_params") when the query's
+        value lies more than 5% outside the range the law was fitted on; else None."""
+        self._check_fitted()
+        missing = {_N_ONLY: "tokens", _D_ONLY: "n_params"}.get(self.form_)
+        fitted = getattr(self, "data_range_", None)
+        if missing is None or not fitted:
+            return None
+        lo, hi = fitted[missing]
+        value = np.asarray(tokens if missing == "tokens" else n_params, dtype=float)
+        outside = (value < lo / _SAME_VALUE) | (value > hi * _SAME_VALUE)
+        return missing if bool(np.any(outside)) else None
 
     def _row(self, row: np.ndarray) -> dict[str, Any]:
         return {
@@ -612,7 +675,8 @@ class LossLaw:
 
     def compute_optimal(self, flops: float) -> dict[str, Any]:
         """N*(C), D*(C) minimizing L under C = 6 N D (closed form, both full forms), the loss
-        there, and bootstrap intervals of all three."""
+        there, and bootstrap intervals of all three (the loss's widened as `predict_interval`
+        widens it)."""
         self._check_fitted()
         flops = check_positive("flops", flops)
         if not self.supports_compute_optimal:
@@ -634,6 +698,8 @@ class LossLaw:
             )
             for key, col in (("n_params", alloc[:, 0]), ("tokens", alloc[:, 1]), ("loss", losses)):
                 lo, hi = percentile_interval(col, point=out[key])
+                if key == "loss":
+                    lo, hi = self._widen(out[key], lo, hi)
                 out["intervals"][key] = (float(lo), float(hi))
         return out
 
@@ -655,6 +721,8 @@ class LossLaw:
             },
             "notes": list(self.notes_),
         }
+        if getattr(self, "loo_rmse_log_", None) is not None:
+            d["loo_rmse_log"] = self.loo_rmse_log_
         if hasattr(self, "data_"):
             pred = self.predict(self.data_["n_params"], self.data_["tokens"])
             d["data_range"] = self.data_range_
@@ -692,6 +760,10 @@ class LossLaw:
         law.form_ = form
         law.params_ = {k: d["params"].get(k) for k in _PARAM_NAMES}
         law.selection_ = d.get("selection")
+        # Files written before the leave-one-out widening carry it only where it chose the form.
+        law.loo_rmse_log_ = d.get("loo_rmse_log")
+        if law.loo_rmse_log_ is None and law.selection_ and d.get("bootstrap"):
+            law.loo_rmse_log_ = law.selection_.get("loo_rmse_log", {}).get(form)
         law.theta_ = _params_to_theta(law.params_, form)
         law.notes_ = list(d.get("notes", []))
         law.objective_ = d.get("fit", {}).get("objective")

@@ -49,6 +49,14 @@ def _law_table(name: str, law: dict) -> list[str]:
             f"Form chosen by leave-one-out error (rms of log loss over the points, each predicted "
             f"by a fit without it): {errs}.",
         ]
+    if law.get("loo_rmse_log") is not None:
+        lines += [
+            "",
+            f"Loss predictions carry a 95% interval: the bootstrap's spread widened in quadrature "
+            f"by the law's leave-one-out error ({100 * law['loo_rmse_log']:.2f}%, so at least "
+            f"±{100 * 1.959964 * law['loo_rmse_log']:.2f}% in log loss), what it missed on points "
+            "it was not fitted on.",
+        ]
     res = law.get("residuals")
     if res:
         lines += [

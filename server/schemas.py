@@ -130,11 +130,11 @@ class CurvesQuery(StrictSchema):
 
 
 class Interval(fields.List):
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, more: str = "", **kwargs: Any) -> None:
         super().__init__(
             fields.Float(),
             allow_none=True,
-            metadata={"description": "95% interval [low, high], null when the law has none"},
+            metadata={"description": "95% interval [low, high], null when the law has none" + more},
             **kwargs,
         )
 
@@ -142,7 +142,10 @@ class Interval(fields.List):
 class Intervals(Schema):
     lr = Interval()
     batch_tokens = Interval()
-    loss = Interval()
+    loss = Interval(
+        "; a fitted law's is the bootstrap spread of its parameters widened by its leave-one-out "
+        "error, and null where a reduced loss law (one budget or one size) is asked elsewhere"
+    )
 
 
 class Extrapolation(Schema):

@@ -61,14 +61,16 @@ def test_backtest_on_a_known_law_is_accurate():
         assert s["mean_abs_gap_pct"] < 1.0, s
         assert 0.7 < s["geomean_lr_ratio"] < 1.4, s
         # Each prediction comes with the refit's 95% interval, and the summary counts the
-        # held-out cells whose own fitted optimum it holds (the LR's, on a known law, all or
-        # all but one).
+        # held-out cells whose own fitted optimum it holds: on a known law, all or all but one
+        # (the loss's measured 4 of 4 and 4 of 5; the parameter spread alone, before it was
+        # widened by the leave-one-out error, held 3 of 4 and 0 of 5).
         for r in s["cells"]:
             for key, pred in (("loss", "loss_pred"), ("lr", "lr_pred"), ("batch", "batch_pred")):
                 lo, hi = r[f"{key}_interval"]
                 assert lo <= r[pred] <= hi, (key, r)
         assert s["loss_opt_in_interval"][1] == s["lr_opt_in_interval"][1] == n_cells
         assert s["lr_opt_in_interval"][0] >= n_cells - 1, s["lr_opt_in_interval"]
+        assert s["loss_opt_in_interval"][0] >= n_cells - 1, s["loss_opt_in_interval"]
     assert result["size"]["held_out_value"] == runs["n_params"].max()
 
 
@@ -173,3 +175,20 @@ def test_curve_error_reports_the_law_alone_beside_the_corrected_curve():
     got = _curve_error(law, best, curves, 0.25)
     assert 0 < got["mean"] < got["mean_alone"]
     assert got["pred_full"].size == int(best["steps"])
+
+
+def test_a_single_budget_refit_gives_no_loss_interval_at_the_held_out_budget(tmp_path):
+    """Two budgets: holding the larger out leaves one, and the refit's reduced loss law (E
+    absorbs the D term) has no basis for an interval at the held-out budget."""
+    runs, _ = make_sweep(seed=2, tokens=(1e9, 3e9))
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    out = tmp_path / "backtest.md"
+    assert main(["--runs", str(tmp_path / "runs.csv"), "--out", str(out), "--bootstrap", "30"]) == 0
+    data = json.loads(out.with_suffix(".json").read_text())
+    cells = data["budget"]["cells"]
+    assert all(c["loss_off_reduced_range"] and "loss_interval" not in c for c in cells)
+    assert all("loss_pred" in c and "loss_opt" in c for c in cells)
+    assert "loss_opt_in_interval" not in data["budget"]
+    assert all("loss_interval" in c for c in data["size"]["cells"])
+    text = out.read_text()
+    assert f"- no loss interval in {len(cells)} of {len(cells)} cells" in text

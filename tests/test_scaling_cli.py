@@ -62,6 +62,10 @@ def test_fit_writes_law_file_and_report(fitted_dir):
     assert doc["id"] == "cli" and doc["fit_settings"]["bootstrap"] == 20
     report = (fitted_dir / "report" / "report.md").read_text()
     assert "## Cell optima" in report and "## Backtest" in report
+    loo = doc["laws"]["loss"]["loo_rmse_log"]
+    assert (
+        f"leave-one-out error ({100 * loo:.2f}%, so at least ±{100 * 1.959964 * loo:.2f}%" in report
+    )
     figures = {p.name for p in (fitted_dir / "report" / "figures").iterdir()}
     assert {"loss_law.png", "landscapes.png", "lr_law.png", "batch_tokens_law.png"} <= figures
     assert all((fitted_dir / "report" / "figures" / f).stat().st_size > 1000 for f in figures)
