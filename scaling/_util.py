@@ -105,6 +105,16 @@ def contain_point(interval: object, point: object) -> np.ndarray:
     return out
 
 
+def widen_in_log(point, down, up, w):
+    """(low, high) around `point` whose log half-widths `down` and `up` (point/low and
+    high/point, in log) are each combined in quadrature with `w`: a spread and an independent
+    error of log size w, as the loss law's and the trajectory law's intervals combine them."""
+    return (
+        point * np.exp(-np.sqrt(down**2 + w**2)),
+        point * np.exp(np.sqrt(up**2 + w**2)),
+    )
+
+
 def percentile_interval(
     samples: np.ndarray, level: float = 0.95, axis: int = 0, *, point: object = None
 ) -> np.ndarray:

@@ -27,8 +27,7 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import huber
-from scipy.stats import norm
+from scipy.special import huber, ndtri
 
 from ._util import (
     as_positive_array,
@@ -37,6 +36,7 @@ from ._util import (
     n_levels,
     percentile_interval,
     single_threaded_blas,
+    widen_in_log,
 )
 
 __all__ = ["LossLaw", "FORMS"]
@@ -635,11 +635,8 @@ class LossLaw:
         s_loo = getattr(self, "loo_rmse_log_", None)
         if not s_loo:
             return lo, hi
-        w = float(norm.ppf(0.5 + level / 2.0)) * s_loo
-        return (
-            point * np.exp(-np.hypot(np.log(point / lo), w)),
-            point * np.exp(np.hypot(np.log(hi / point), w)),
-        )
+        w = float(ndtri(0.5 + level / 2.0)) * s_loo
+        return widen_in_log(point, np.log(point / lo), np.log(hi / point), w)
 
     def off_reduced_range(self, n_params, tokens) -> str | None:
         """For a reduced form, the variable it lacks ("tokens" or "n_params") when the query's

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtri
 
 from .laws import ScalingLaws
 from .loss_law import FORMS as LOSS_FORM_SPECS
@@ -49,13 +50,14 @@ def _law_table(name: str, law: dict) -> list[str]:
             f"Form chosen by leave-one-out error (rms of log loss over the points, each predicted "
             f"by a fit without it): {errs}.",
         ]
-    if law.get("loo_rmse_log") is not None:
+    loo = law.get("loo_rmse_log")
+    if loo is not None:
         lines += [
             "",
             f"Loss predictions carry a 95% interval: the bootstrap's spread widened in quadrature "
-            f"by the law's leave-one-out error ({100 * law['loo_rmse_log']:.2f}%, so at least "
-            f"±{100 * 1.959964 * law['loo_rmse_log']:.2f}% in log loss), what it missed on points "
-            "it was not fitted on.",
+            f"by the law's leave-one-out error ({100 * loo:.2f}%, so at least "
+            f"±{100 * float(ndtri(0.975)) * loo:.2f}% in log loss), what it missed on points it "
+            "was not fitted on.",
         ]
     res = law.get("residuals")
     if res:

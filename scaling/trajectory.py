@@ -38,7 +38,7 @@ from scipy.special import huber, ndtri
 from ._residual_map import ResidualMap
 from ._residual_map import on_grid as residual_on_grid
 from ._residual_map import profile as residual_profile
-from ._util import check_batch_fits, contain_point
+from ._util import check_batch_fits, contain_point, widen_in_log
 
 __all__ = [
     "CrossSizeTrajectoryLaw",
@@ -641,11 +641,8 @@ def _interval(preds_boot: np.ndarray, pred: np.ndarray, resid_q: float, level: f
             up = np.maximum(np.quantile(log_boot, 1 - tail, axis=0) - logp, 0.0)
         else:
             down = up = np.zeros_like(pred)
-        return (
-            pred * np.exp(-np.sqrt(down**2 + (z * resid_q) ** 2)),
-            pred * np.exp(np.sqrt(up**2 + (z * resid_q) ** 2)),
-            left_out,
-        )
+        low, high = widen_in_log(pred, down, up, z * resid_q)
+        return low, high, left_out
 
 
 # --------------------------------------------------------------------------------------------
