@@ -83,14 +83,16 @@ def test_law_files_keep_the_error_and_older_ones_fall_back(fitted):
     )
 
 
-def test_few_cells_the_widened_interval_holds_a_larger_size_far_more_often():
+def test_few_cells_the_widened_interval_holds_a_larger_size_more_often():
     """quick's design: 3 sizes x 2 budgets fitted (6 points, 5 parameters), the next size
-    predicted. The bootstrap of 6 points is far narrower than the miss: over these 5 seeds the
-    parameter spread held 4 of the 10 held-out points and the widened interval 7 (over seeds
-    0-9 with 100 resamples, 10 and 16 of 20). Still short of 95%: six points' leave-one-out
-    error is itself a rough estimate."""
+    predicted, over 20 seeds (40 held-out points). The bootstrap of 6 points is narrower than
+    the miss: the parameter spread held 27 of the 40 and the widened interval 32 (on an Intel
+    Xeon, 2026-11-25). Four of the 40 lie within 0.05% of an edge, and machines round
+    differently (on an AMD EPYC the first 5 seeds read 4 and 7 of 10, on the Intel 5 and 7), so
+    the bounds leave room for them. Still short of 95%: six points' leave-one-out error is
+    itself a rough estimate."""
     held = {False: 0, True: 0}
-    for seed in range(5):
+    for seed in range(20):
         n, d, loss = points(seed, 4, np.array([2e8, 1e9]))
         keep = n < n.max()
         with warnings.catch_warnings():
@@ -101,7 +103,7 @@ def test_few_cells_the_widened_interval_holds_a_larger_size_far_more_often():
             for misfit in held:
                 lo, hi = m.predict_interval(n[i], d[i], misfit=misfit)
                 held[misfit] += bool(lo <= loss[i] <= hi)
-    assert held[True] >= 7 and held[False] <= held[True] - 3, held
+    assert held[True] >= 28 and held[True] >= held[False] + 3, held
 
 
 def test_a_reduced_form_gives_no_interval_away_from_what_it_was_fitted_at():
