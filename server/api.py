@@ -93,7 +93,7 @@ def answer_scaling_errors(call, *args: Any, prefix: str = "") -> Any:
         ) from None
     except ValueError as error:
         current_app.logger.warning("scaling refused a validated query: %s", error)
-        first = str(error).split(" ", 1)[0]
+        first = str(error).split(" ", 1)[0].rstrip(":")  # "tokens must ...", "lr: ..."
         field = f"{prefix}{first}" if first in _FIELDS else None
         raise APIError(str(error), code="invalid_value", field=field) from None
 

@@ -447,6 +447,22 @@ def test_the_shipped_default_law_draws_the_curve_of_a_large_target():
     assert any("extrapolation" in w for w in body["warnings"])
 
 
+def test_a_refused_trajectory_names_its_field():
+    """7B parameters on 2T tokens at a given batch of 4M tokens: the reference trajectory law's
+    batch terms, 977x beyond its runs, give no positive loss. The 400 names batch_tokens in
+    `field` too, not only in its message ("batch_tokens: the trajectory law ...")."""
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parents[1] / "results"
+    app = create_app({"TESTING": True, "LAWS_DIR": str(results)})
+    query = "/v1/trajectory?n_params=7e9&tokens=2e12&batch_tokens=4e6"
+    response = app.test_client().get(query)
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["message"].startswith("batch_tokens: the trajectory law gives no finite")
+    assert error["field"] == "batch_tokens" and error["code"] == "invalid_value"
+
+
 def test_the_trajectory_interval_leaves_out_refits_whose_loss_goes_negative():
     """On quick's laws at 1e6 parameters and 1e8 tokens (24k steps, 67x its fitted runs) one
     bootstrap refit, stopped far out on the annealing term's B-C ridge, predicts a negative
