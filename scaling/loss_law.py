@@ -426,6 +426,7 @@ class LossLaw:
         self.theta_ = theta
         self.objective_ = fun
         self.params_ = _theta_to_params(theta, form)
+        self.loo_rmse_log_ = None  # measured with the bootstrap, below
         self.n_points_ = int(loss.size)
         self.data_ = {"n_params": n_params, "tokens": tokens, "loss": loss}
         self.data_range_ = {
@@ -439,7 +440,6 @@ class LossLaw:
             for x in self._distinct(solutions, 2)
             if _objective(x, form, log_n, log_d, log_l, self.delta)[0] <= 1.2 * fun
         ]
-        self.loo_rmse_log_ = None
         if self.bootstrap:
             self._fit_bootstrap(log_n, log_d, log_l)
             # The interval's out-of-sample part (`predict_interval`): the chosen form's
@@ -632,7 +632,7 @@ class LossLaw:
     def _widen(self, point, lo, hi, level: float = 0.95):
         """A parameter-spread interval (lo, hi) around `point`, widened in quadrature, in log
         space, by the leave-one-out error (unchanged without one)."""
-        s_loo = getattr(self, "loo_rmse_log_", None)
+        s_loo = self.loo_rmse_log_
         if not s_loo:
             return lo, hi
         w = float(ndtri(0.5 + level / 2.0)) * s_loo
@@ -718,7 +718,7 @@ class LossLaw:
             },
             "notes": list(self.notes_),
         }
-        if getattr(self, "loo_rmse_log_", None) is not None:
+        if self.loo_rmse_log_ is not None:
             d["loo_rmse_log"] = self.loo_rmse_log_
         if hasattr(self, "data_"):
             pred = self.predict(self.data_["n_params"], self.data_["tokens"])
