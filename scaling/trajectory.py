@@ -573,7 +573,10 @@ def _heuristic_phi(curves_xy, rng: np.random.Generator | None = None) -> np.ndar
 
 def _local_bounds(min_loss: float) -> list[tuple[float, float]]:
     return [
-        (math.log(1e-3 * min_loss), math.log(min_loss)),  # L0 below every observed loss
+        # L0 is where the power law in the LR area tends at a constant LR; an LR decay takes
+        # the loss below it (the LD term), so the lowest observed loss (a decayed run's end)
+        # does not bound L0 from above: bounded at e times that loss.
+        (math.log(1e-3 * min_loss), math.log(min_loss) + 1.0),
         (-60.0, 60.0),  # A
         (math.log(1e-3), math.log(5.0)),  # alpha
         (-60.0, 60.0),  # B
@@ -1002,9 +1005,8 @@ class CrossSizeTrajectoryLaw:
         free = (-3.0, 3.0)
         zero = (0.0, 0.0)
         size_exp = zero if self.single_size_ else free
-        l0_hi = lb[0][1] + (0.0 if self.single_size_ else 1.0)
         return [
-            (lb[0][0], l0_hi),
+            lb[0],
             size_exp,
             lb[1],
             size_exp,

@@ -28,6 +28,10 @@ SCHEDULE_TARGET = 0.003  # mean relative error on a held-out schedule (issue 6)
 SIZE_TARGET = 0.01  # mean relative error on the held-out largest size
 LR_TOL = 0.05  # peak LRs within 5% count as the same LR
 EXPERIMENTS = ("schedule", "size")
+# The schedule sets fitted in the held-out-schedule test, each a test of its own: constant and
+# cosine alone (Luo et al.'s protocol: WSD and step are extrapolated), and with one sharp LR drop
+# (a step run) fitted too, which pins how fast the loss follows a drop (WSD held out).
+FIT_SCHEDULES = (("constant", "cosine"), ("constant", "cosine", "step"))
 
 
 def _check_experiments(experiments: tuple[str, ...], field: str, given) -> None:
@@ -85,6 +89,53 @@ def _coverage(interval, loss: np.ndarray) -> float:
     return float(np.mean((loss >= low) & (loss <= high)))
 
 
+def _fit_sets(fit_schedules) -> list[tuple[str, ...]]:
+    sets = [fit_schedules] if all(isinstance(s, str) for s in fit_schedules) else fit_schedules
+    sets = [tuple(s) for s in sets]
+    if not sets or any(not s or not all(isinstance(n, str) and n for n in s) for s in sets):
+        raise ValueError(
+            "fit_schedules must be a set of schedule names or several such sets, got "
+            f"{fit_schedules!r}"
+        )
+    return sets
+
+
+def _by_lr(test_all, lrs_of, peak, batch) -> dict[tuple[float, int, float], list[str]]:
+    """The held-out runs grouped by (peak LR within LR_TOL, length, batch)."""
+    by_lr: dict[tuple[float, int, float], list[str]] = {}
+    for rid in test_all:
+        n_steps = lrs_of[rid].size
+        key = next(
+            (
+                k
+                for k in by_lr
+                if k[1] == n_steps and k[2] == batch[rid] and abs(peak[rid] / k[0] - 1) <= LR_TOL
+            ),
+            (peak[rid], n_steps, batch[rid]),
+        )
+        by_lr.setdefault(key, []).append(rid)
+    return by_lr
+
+
+def _schedule_test(train, test, group, curves, lrs_of, n_bootstrap, skip_frac, seed):
+    """The single-size law fitted on `train`, scored on `test`; and, for the floor, the same law
+    with the held-out curves fitted too."""
+    law = TrajectoryLaw(n_bootstrap=n_bootstrap, skip_frac=skip_frac, seed=seed).fit(
+        curves[curves["run_id"].isin(train)], {rid: lrs_of[rid] for rid in train}
+    )
+    fitted_on = "+".join(sorted(group.loc[train, "schedule"]))
+    n_params = int(group["n_params"].iloc[0])
+    both = train + test
+    ref = TrajectoryLaw(n_bootstrap=0, skip_frac=skip_frac, seed=seed).fit(
+        curves[curves["run_id"].isin(both)], {rid: lrs_of[rid] for rid in both}
+    )
+    rows, plots = _score_schedules(law, test, group, curves, lrs_of, skip_frac, n_params, fitted_on)
+    for r in rows:
+        steps, loss = _observed(curves, r["run_id"], lrs_of[r["run_id"]], skip_frac)
+        r["fitted_mean_rel_err"] = _errors(ref.predict(lrs_of[r["run_id"]], steps), loss)[0]
+    return rows, plots
+
+
 def _score_schedules(law, test, group, curves, lrs_of, skip_frac, n_params, fitted_on):
     rows, plots = [], []
     for rid in test:
@@ -110,8 +161,8 @@ def _score_schedules(law, test, group, curves, lrs_of, skip_frac, n_params, fitt
             }
         )
         full = law.predict(lrs_of[rid], np.arange(1, lrs_of[rid].size + 1))
-        label = f"{group.loc[rid, 'schedule']}, LR {float(group.loc[rid, 'lr']):.3g}"
         lr = float(group.loc[rid, "lr"])
+        label = f"{group.loc[rid, 'schedule']}, LR {lr:.3g}, from {fitted_on}"
         plots.append(("held-out schedule", rid, n_params, steps, loss, full, label, lr))
     return rows, plots
 
@@ -120,7 +171,7 @@ def backtest(
     runs,
     curves,
     *,
-    fit_schedules: tuple[str, ...] = ("constant", "cosine"),
+    fit_schedules=FIT_SCHEDULES,
     n_bootstrap: int = 0,
     skip_frac: float = SKIP_FRAC,
     seed: int = 0,
@@ -128,10 +179,14 @@ def backtest(
 ):
     """Rows of the backtest table (a DataFrame) and the curves to plot. experiments: which of
     "schedule" (held-out schedules, single-size fits: seconds) and "size" (held-out size,
-    cross-size fits: the long part) to run."""
+    cross-size fits: the long part) to run. fit_schedules: the schedules fitted in the
+    held-out-schedule test, one set (a tuple of names) or several (a tuple of such tuples),
+    each scored on the schedules it leaves out; a set that comes out the same as an earlier
+    one at some size and peak LR (its extra schedule was not run there) is not repeated."""
     import pandas as pd
 
     _check_experiments(experiments, "experiments", experiments)
+    fit_sets = _fit_sets(fit_schedules)
 
     ok, excluded = _usable_runs(runs)
     curves = curves.copy()
@@ -145,54 +200,33 @@ def backtest(
     # does not carry across a wide LR grid), so each held-out run is predicted from the fitted
     # schedules' runs of its own size, peak LR, length and batch.
     by_size = ok.groupby("n_params") if "schedule" in experiments else ()
-    for n_params, group in by_size:
+    for _, group in by_size:
         peak = {rid: float(lrs_of[rid].max()) for rid in group.index}
-        fit_ids = [rid for rid in group.index if group.loc[rid, "schedule"] in fit_schedules]
-        test_all = [rid for rid in group.index if rid not in fit_ids]
         # Runs of one length at one peak LR may still differ in batch size (and so in
         # budget): the single-size law knows neither, so the batch must match too.
         batch = {rid: float(group.loc[rid, "batch_tokens"]) for rid in group.index}
-        by_lr: dict[tuple[float, int, float], list[str]] = {}
-        for rid in test_all:
-            n_steps = lrs_of[rid].size
-            key = next(
-                (
-                    k
-                    for k in by_lr
-                    if k[1] == n_steps
-                    and k[2] == batch[rid]
-                    and abs(peak[rid] / k[0] - 1) <= LR_TOL
-                ),
-                (peak[rid], n_steps, batch[rid]),
-            )
-            by_lr.setdefault(key, []).append(rid)
-        for (lr, n_steps, bt), test in by_lr.items():
-            train = [
-                rid
-                for rid in fit_ids
-                if abs(peak[rid] / lr - 1) <= LR_TOL
-                and lrs_of[rid].size == n_steps
-                and batch[rid] == bt
-            ]
-            if not train:
-                continue
-            law = TrajectoryLaw(n_bootstrap=n_bootstrap, skip_frac=skip_frac, seed=seed).fit(
-                curves[curves["run_id"].isin(train)], {rid: lrs_of[rid] for rid in train}
-            )
-            fitted_on = "+".join(sorted(group.loc[train, "schedule"]))
-            # Reference: the same law with the held-out curves fitted too (the noise floor).
-            both = train + test
-            ref = TrajectoryLaw(n_bootstrap=0, skip_frac=skip_frac, seed=seed).fit(
-                curves[curves["run_id"].isin(both)], {rid: lrs_of[rid] for rid in both}
-            )
-            rows_, plots_ = _score_schedules(
-                law, test, group, curves, lrs_of, skip_frac, int(n_params), fitted_on
-            )
-            for r in rows_:
-                steps, loss = _observed(curves, r["run_id"], lrs_of[r["run_id"]], skip_frac)
-                r["fitted_mean_rel_err"] = _errors(ref.predict(lrs_of[r["run_id"]], steps), loss)[0]
-            rows += rows_
-            plots += plots_
+        done: set = set()
+        for fit_set in fit_sets:
+            fit_ids = [rid for rid in group.index if group.loc[rid, "schedule"] in fit_set]
+            test_all = [rid for rid in group.index if rid not in fit_ids]
+            for key, test in _by_lr(test_all, lrs_of, peak, batch).items():
+                lr, n_steps, bt = key
+                train = [
+                    rid
+                    for rid in fit_ids
+                    if abs(peak[rid] / lr - 1) <= LR_TOL
+                    and lrs_of[rid].size == n_steps
+                    and batch[rid] == bt
+                ]
+                fitted_on = "+".join(sorted(group.loc[train, "schedule"]))
+                if not train or (key, fitted_on) in done:
+                    continue
+                done.add((key, fitted_on))
+                r_, p_ = _schedule_test(
+                    train, test, group, curves, lrs_of, n_bootstrap, skip_frac, seed
+                )
+                rows += r_
+                plots += p_
 
     # 2. Held-out size: fit every schedule of the smaller sizes, predict the largest.
     sizes = np.sort(ok["n_params"].unique())
@@ -347,7 +381,13 @@ def _markdown(table, excluded, command: str, seconds: float, skip_frac: float) -
             + (f" {_share(r.interval_coverage)} |" if banded else "")
         )
     lines.append("")
-    for kind, grp in table.groupby("experiment"):
+    # One summary line per experiment, and per fitted set of schedules for held-out schedules.
+    fit_set = table["fitted_on"].str.split(" ").str[0]
+    summary = table["experiment"].where(
+        table["experiment"] != "held-out schedule",
+        "held-out schedule, fitted on " + fit_set,
+    )
+    for kind, grp in table.groupby(summary, sort=False):
         alone = grp["law_alone_mean_rel_err"].mean()
         held = ""
         cov = grp["interval_coverage"].to_numpy(dtype=float)
@@ -397,8 +437,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="markdown report; .csv and .png go beside it")
     parser.add_argument(
         "--fit-schedules",
-        default="constant,cosine",
-        help="schedules fitted in the held-out-schedule test (comma-separated)",
+        action="append",
+        help="schedules fitted in the held-out-schedule test, comma-separated; repeat the option "
+        "for several sets, each scored on the schedules it leaves out (default: "
+        + " and ".join(",".join(s) for s in FIT_SCHEDULES)
+        + ")",
     )
     parser.add_argument(
         "--experiments",
@@ -432,6 +475,14 @@ def main(argv: list[str] | None = None) -> int:
         _check_experiments(experiments, "--experiments", args.experiments)
     except ValueError as exc:
         parser.exit(2, f"error: {exc}\n")
+    fit_sets = FIT_SCHEDULES
+    if args.fit_schedules:
+        fit_sets = tuple(
+            tuple(s.strip() for s in given.split(",") if s.strip()) for given in args.fit_schedules
+        )
+        for given, names in zip(args.fit_schedules, fit_sets, strict=True):
+            if not names:
+                parser.exit(2, f"error: --fit-schedules must name a schedule, got {given!r}\n")
     started = time.perf_counter()
     try:  # a file that cannot be read or parsed is an error, as a missing one is
         runs, curves = read_csv_table(args.runs, "runs"), read_csv_table(args.curves, "curves")
@@ -448,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         table, plots, excluded = backtest(
             runs,
             curves,
-            fit_schedules=tuple(s.strip() for s in args.fit_schedules.split(",") if s.strip()),
+            fit_schedules=fit_sets,
             n_bootstrap=args.bootstrap,
             skip_frac=args.skip_frac,
             seed=args.seed,

@@ -68,9 +68,14 @@ def test_held_out_schedules_and_size_meet_the_targets_on_a_known_law(result):
     table, plots, excluded = result
     sched = table[table["experiment"] == "held-out schedule"]
     size = table[table["experiment"] == "held-out size"]
-    # WSD and step at each size, from that size's constant and cosine runs.
-    assert sorted(sched["schedule"]) == sorted(["wsd", "step"] * len(SIZES))
-    assert set(sched["fitted_on"].str.split(" ").str[0]) == {"constant+cosine"}
+    # WSD and step at each size from that size's constant and cosine runs; and WSD from its
+    # constant, cosine and step runs.
+    fit_set = sched["fitted_on"].str.split(" ").str[0]
+    two = sched[fit_set == "constant+cosine"]
+    three = sched[fit_set == "constant+cosine+step"]
+    assert len(two) + len(three) == len(sched)
+    assert sorted(two["schedule"]) == sorted(["wsd", "step"] * len(SIZES))
+    assert list(three["schedule"]) == ["wsd"] * len(SIZES)
     # Every run of the largest size, from the smaller sizes' runs.
     assert sorted(size["schedule"]) == sorted(SCHEDULES)
     assert set(size["n_params"]) == {int(SIZES[-1])}
@@ -126,7 +131,9 @@ def test_cli_writes_report_table_and_figure(tables, capsys):
     size_rows = table[table["experiment"] == "held-out size"]
     assert size_rows["law_alone_mean_rel_err"].notna().all()
     assert "law alone:" in text
-    assert len(table) == 2 * len(SIZES) + len(SCHEDULES)
+    assert len(table) == 3 * len(SIZES) + len(SCHEDULES)
+    assert "- held-out schedule, fitted on constant+cosine: mean of" in text
+    assert "- held-out schedule, fitted on constant+cosine+step: mean of" in text
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert capsys.readouterr().out.startswith("# Trajectory-law backtest")
 
@@ -227,7 +234,15 @@ def test_with_bootstrap_refits_the_report_says_how_much_of_each_curve_the_band_h
     assert held > 0.8, cover
     assert plain["interval_coverage"].isna().all()
     text = _markdown(banded, excluded, "cmd", 1.0, 0.25)
-    assert "in 95% band |" in text and f"the 95% band holds {held:.0%} of the scored" in text
+    assert "in 95% band |" in text
+    for fit_set, rows in banded.groupby(banded["fitted_on"].str.split(" ").str[0]):
+        share = np.sum(rows["interval_coverage"] * rows["n_points"]) / rows["n_points"].sum()
+        line = next(
+            x
+            for x in text.splitlines()
+            if x.startswith(f"- held-out schedule, fitted on {fit_set}:")
+        )
+        assert f"the 95% band holds {share:.0%} of the scored" in line
     assert "in 95% band" not in _markdown(plain, excluded, "cmd", 1.0, 0.25)
 
 
@@ -237,3 +252,25 @@ def test_coverage_counts_the_points_inside_the_band():
     low, high = np.full(4, 1.0), np.full(4, 2.0)
     assert _coverage((low, high), np.array([0.5, 1.0, 1.5, 3.0])) == 0.5
     assert math.isnan(_coverage(None, np.ones(4)))
+
+
+def test_cli_fit_schedules_picks_the_fitted_sets(tables, capsys):
+    d, runs, curves = tables
+    base = ["--runs", str(d / "runs.csv"), "--curves", str(d / "curves.csv"),
+            "--experiments", "schedule"]  # fmt: skip
+    out = d / "sets" / "tb.md"
+    assert main([*base, "--out", str(out), "--fit-schedules", "constant,cosine,wsd"]) == 0
+    table = pd.read_csv(out.with_suffix(".csv"))
+    assert set(table["fitted_on"].str.split(" ").str[0]) == {"constant+cosine+wsd"}
+    assert set(table["schedule"]) == {"step"}
+    argv = [*base, "--out", str(out), "--fit-schedules", "constant", "--fit-schedules", "cosine"]
+    assert main(argv) == 0
+    table = pd.read_csv(out.with_suffix(".csv"))
+    assert set(table["fitted_on"].str.split(" ").str[0]) == {"constant", "cosine"}
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main([*base, "--out", str(d / "none.md"), "--fit-schedules", " , "])
+    assert exc.value.code == 2
+    assert "--fit-schedules must name a schedule, got ' , '" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="fit_schedules must be"):
+        backtest(runs, curves, fit_schedules=())
