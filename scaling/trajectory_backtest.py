@@ -90,6 +90,8 @@ def _coverage(interval, loss: np.ndarray) -> float:
 
 
 def _fit_sets(fit_schedules) -> list[tuple[str, ...]]:
+    if isinstance(fit_schedules, str):  # "constant,cosine": one set, as on the command line
+        fit_schedules = tuple(s.strip() for s in fit_schedules.split(",") if s.strip())
     sets = [fit_schedules] if all(isinstance(s, str) for s in fit_schedules) else fit_schedules
     sets = [tuple(s) for s in sets]
     if not sets or any(not s or not all(isinstance(n, str) and n for n in s) for s in sets):

@@ -274,3 +274,6 @@ def test_cli_fit_schedules_picks_the_fitted_sets(tables, capsys):
     assert "--fit-schedules must name a schedule, got ' , '" in capsys.readouterr().err
     with pytest.raises(ValueError, match="fit_schedules must be"):
         backtest(runs, curves, fit_schedules=())
+    # A string is one comma-separated set, not a set of one-letter names.
+    one, _, _ = backtest(runs, curves, fit_schedules="constant,cosine", experiments=("schedule",))
+    assert set(one["fitted_on"].str.split(" ").str[0]) == {"constant+cosine"}
