@@ -135,7 +135,55 @@ def _schedule_test(train, test, group, curves, lrs_of, n_bootstrap, skip_frac, s
     for r in rows:
         steps, loss = _observed(curves, r["run_id"], lrs_of[r["run_id"]], skip_frac)
         r["fitted_mean_rel_err"] = _errors(ref.predict(lrs_of[r["run_id"]], steps), loss)[0]
+    rows += _seed_means(law, ref, test, group, curves, lrs_of, skip_frac, n_params, fitted_on)
     return rows, plots
+
+
+def _seed_means(law, ref, test, group, curves, lrs_of, skip_frac, n_params, fitted_on):
+    """Where a held-out schedule was run at several seeds (replicates: `seeds` of a sweep's
+    [[variants]]), its mean curve scored too: exp(mean log loss) over the seeds at the steps
+    every one of them logged. The law predicts the expected curve, which the mean approaches;
+    one seed's curve also carries its own run-to-run scatter."""
+    rows = []
+    seeds = group["seed"] if "seed" in group.columns else None
+    if seeds is None:
+        return rows
+    for schedule, rids in group.loc[test].groupby("schedule").groups.items():
+        rids = list(rids)
+        if seeds.loc[rids].nunique() < 2 or any(
+            lrs_of[r].size != lrs_of[rids[0]].size for r in rids
+        ):
+            continue
+        observed = [_observed(curves, r, lrs_of[r], skip_frac) for r in rids]
+        steps = observed[0][0]
+        for st, _ in observed[1:]:
+            steps = np.intersect1d(steps, st)
+        if not steps.size:
+            continue
+        logs = [np.log(lo[np.isin(st, steps)]) for st, lo in observed]
+        loss = np.exp(np.mean(logs, axis=0))
+        lrs = lrs_of[rids[0]]
+        pred, band = _predicted(law.predict, law.n_bootstrap > 0, lrs, steps)
+        mean, worst = _errors(pred, loss)
+        names = ", ".join(str(int(x)) for x in sorted(seeds.loc[rids].unique()))
+        rows.append(
+            {
+                "experiment": "held-out schedule, mean of seeds",
+                "run_id": f"{schedule}: mean of {len(rids)} runs (seeds {names})",
+                "n_params": n_params,
+                "schedule": schedule,
+                "lr": float(group.loc[rids[0], "lr"]),
+                "fitted_on": f"{fitted_on} (same size, peak LR, length, batch)",
+                "n_points": int(steps.size),
+                "mean_rel_err": mean,
+                "max_rel_err": worst,
+                "target": SCHEDULE_TARGET,
+                "scatter_floor": _scatter_floor(loss),
+                "interval_coverage": _coverage(band, loss),
+                "fitted_mean_rel_err": _errors(ref.predict(lrs, steps), loss)[0],
+            }
+        )
+    return rows
 
 
 def _score_schedules(law, test, group, curves, lrs_of, skip_frac, n_params, fitted_on):
@@ -386,8 +434,8 @@ def _markdown(table, excluded, command: str, seconds: float, skip_frac: float) -
     # One summary line per experiment, and per fitted set of schedules for held-out schedules.
     fit_set = table["fitted_on"].str.split(" ").str[0]
     summary = table["experiment"].where(
-        table["experiment"] != "held-out schedule",
-        "held-out schedule, fitted on " + fit_set,
+        ~table["experiment"].str.startswith("held-out schedule"),
+        table["experiment"] + ", fitted on " + fit_set,
     )
     for kind, grp in table.groupby(summary, sort=False):
         alone = grp["law_alone_mean_rel_err"].mean()
@@ -418,6 +466,12 @@ def _markdown(table, excluded, command: str, seconds: float, skip_frac: float) -
         "point-to-point scatter (fourth differences of log loss, median absolute deviation).",
         "A target below it cannot be met on these curves by any prediction.",
     ]
+    if (table["experiment"] == "held-out schedule, mean of seeds").any():
+        lines += [
+            "*Mean of seeds*: a held-out schedule run at several seeds (`seeds` of the sweep's",
+            "[[variants]]), scored as the mean of its runs' log losses at the steps they all logged:",
+            "the law predicts the expected curve, and the mean's run-to-run scatter is smaller.",
+        ]
     if banded:
         lines += [
             "*In 95% band*: the share of the scored points inside the held-out prediction's 95%",

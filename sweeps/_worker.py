@@ -427,11 +427,11 @@ class Worker:
             )
         else:
             batch_tokens = int(cell.batch_tokens)
-        factor = cell.lr_factors[min(slot, len(cell.lr_factors) - 1)]
+        factor, _ = cell.slot_settings(slot, cfg.seed)
         trial.set_user_attr("lr_source", f"{cell.lr}:{cell.base}" if cell.lr == "best" else "fixed")
         return base_lr * factor, int(batch_tokens)
 
-    def _train_config(self, cell: Cell, lr: float, batch_tokens: int):
+    def _train_config(self, cell: Cell, lr: float, batch_tokens: int, seed: int):
         from sweeps.train import TrainConfig
 
         t = self.cfg.train
@@ -445,7 +445,7 @@ class Worker:
             grad_clip=t.grad_clip,
             eval_every=t.eval_every,
             eval_tokens=t.eval_tokens,
-            seed=self.cfg.seed,
+            seed=seed,
             device=t.device,
             precision=t.precision,
             corpus=self.cfg.corpus,
@@ -496,7 +496,8 @@ class Worker:
 
         with self._trial_write():  # (suggesting a parameter writes it)
             lr, batch_tokens = self._hyperparameters(trial, cell, slot, by_name)
-        tc = self._train_config(cell, lr, batch_tokens)
+        seed = cell.slot_settings(slot, self.cfg.seed)[1] if cell.is_variant else self.cfg.seed
+        tc = self._train_config(cell, lr, batch_tokens, seed)
         base = self._base_row(trial, cell, tc)
         steps = tc.steps
         lrs = tc.schedule.lrs(tc.lr, steps)

@@ -366,6 +366,11 @@ class VariantConfig:
     lr: float | str = "best"  # "best": the best LR found in the matching search cell
     lr_factors: tuple[float, ...] = (1.0,)  # one run per factor, at lr * factor
     batch_tokens: int | str = "best"
+    # Replicates: one run per seed (for each LR factor); empty: the sweep's seed alone. The
+    # runs of one schedule differ between seeds by up to a few tenths of a percent
+    # (results/reference/README.md), about what a held-out-schedule test aims at; averaged over
+    # seeds, that scatter shrinks.
+    seeds: tuple[int, ...] = ()
 
     @classmethod
     def parse(cls, where: str, t: Any, family: ModelFamily, budget: BudgetConfig) -> VariantConfig:
@@ -398,6 +403,12 @@ class VariantConfig:
             kw["batch_tokens"] = "best" if b == "best" else _pos_int(f"{where}.batch_tokens", b)
             if kw["batch_tokens"] != "best" and kw["batch_tokens"] % family.seq_len:
                 raise _Invalid(f"{where}.batch_tokens={b} is not a multiple of model.seq_len")
+        if "seeds" in t:
+            kw["seeds"] = _list(
+                f"{where}.seeds", t["seeds"], lambda w, x: _pos_int(w, x, minimum=0)
+            )
+            if len(set(kw["seeds"])) < len(kw["seeds"]):
+                raise _Invalid(f"{where}.seeds must not repeat a seed, got {t['seeds']!r}")
         return cls(**kw)
 
 
@@ -415,10 +426,17 @@ class Cell:
     lr: float | str | None = None  # variants: fixed LR or "best"
     lr_factors: tuple[float, ...] = ()
     batch_tokens: int | str | None = None
+    seeds: tuple[int, ...] = ()  # variants: one run per seed and LR factor; empty: the sweep's
 
     @property
     def is_variant(self) -> bool:
         return self.base is not None
+
+    def slot_settings(self, slot: int, sweep_seed: int) -> tuple[float, int]:
+        """A variant trial's (LR factor, seed) from its slot: the factors vary fastest."""
+        n = len(self.lr_factors)
+        seeds = self.seeds or (sweep_seed,)
+        return self.lr_factors[slot % n], seeds[min(slot // n, len(seeds) - 1)]
 
 
 @dataclass(frozen=True)
@@ -514,11 +532,12 @@ class SweepConfig:
                                 depth,
                                 base.tokens,
                                 v.schedule,
-                                len(v.lr_factors),
+                                len(v.lr_factors) * max(1, len(v.seeds)),
                                 base=base.name,
                                 lr=v.lr,
                                 lr_factors=v.lr_factors,
                                 batch_tokens=v.batch_tokens,
+                                seeds=v.seeds,
                             )
                         )
         return out

@@ -4,6 +4,7 @@ or bad value is a ValueError naming it and the file."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -113,6 +114,28 @@ batch_tokens = 1024
     assert wsd[0].schedule == ScheduleSpec(name="wsd", decay_frac=0.3)
     constant = [c for c in cells if c.schedule.name == "constant"]
     assert len(constant) == 4 and all(c.lr == 0.01 and c.batch_tokens == 1024 for c in constant)
+    assert wsd[0].seeds == () and wsd[0].slot_settings(2, cfg.seed) == (2.0, cfg.seed)
+
+
+def test_variant_seeds_are_replicates_of_every_lr_factor(tmp_path):
+    text = (
+        MINIMAL
+        + """
+[[variants]]
+schedule = "wsd"
+lr_factors = [0.5, 2.0]
+seeds = [0, 3, 4]
+"""
+    )
+    cfg = load_config(write(tmp_path, text))
+    wsd = [c for c in cfg.cells() if c.schedule.name == "wsd"][0]
+    assert wsd.seeds == (0, 3, 4) and wsd.n_trials == 6
+    settings = [wsd.slot_settings(slot, cfg.seed) for slot in range(6)]
+    assert settings == [(0.5, 0), (2.0, 0), (0.5, 3), (2.0, 3), (0.5, 4), (2.0, 4)]
+    for bad, needle in (("[1, 1]", "must not repeat"), ("[-1]", "seeds[0]"), ("[]", "seeds")):
+        path = write(tmp_path, text.replace("[0, 3, 4]", bad))
+        with pytest.raises(ValueError, match=re.escape(needle)):
+            load_config(path)
 
 
 @pytest.mark.parametrize(

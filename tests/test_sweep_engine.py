@@ -540,3 +540,34 @@ def test_workers_stop_when_the_parent_is_killed(tmp_path, corpus_file, sig):
         proc.wait()
     states = [t.state.name for t in _trials(storage)]
     assert "RUNNING" not in states and states.count("FAIL") >= 1, err_path.read_text()[-4000:]
+
+
+def test_variant_seeds_run_one_replicate_per_seed_and_lr_factor(tmp_path, corpus_file):
+    """[[variants]] seeds = [...]: one run per seed and LR factor, at the same LR and batch; the
+    seed is the run's (its row says which), so replicates differ; a resumed sweep whose config
+    gains a seed runs only the new replicates."""
+    text = write_config(tmp_path, corpus_file).read_text()
+    text = text.replace("widths = [16, 32]", "widths = [16]").replace(
+        "widths = [32]", "widths = [16]"
+    )
+    path = tmp_path / "seeds.toml"
+    path.write_text(text.replace('lr = "best"', 'lr = "best"\nseeds = [0, 7]'))
+    cfg = load_config(path)
+    storage = f"sqlite:///{tmp_path / 'storage.db'}"
+    run_sweep(cfg, storage, workers=1, threads=1, progress=False)
+    runs_path, _, missing = export(cfg, storage, tmp_path / "out")
+    assert missing == 0
+    runs = pd.read_csv(runs_path)
+    wsd = runs[runs["schedule"] == "wsd"].sort_values("seed")
+    assert list(wsd["seed"]) == [0, 7]
+    assert wsd["lr"].nunique() == 1 and wsd["batch_tokens"].nunique() == 1
+    assert wsd["loss"].iloc[0] != wsd["loss"].iloc[1]
+    assert (runs.loc[runs["schedule"] == "cosine", "seed"] == 0).all()
+    # The config gains a seed: resuming runs that replicate alone.
+    path.write_text(text.replace('lr = "best"', 'lr = "best"\nseeds = [0, 7, 8]'))
+    more = load_config(path)
+    run_sweep(more, storage, workers=1, threads=1, progress=False)
+    runs2 = pd.read_csv(export(more, storage, tmp_path / "out2")[0])
+    assert sorted(runs2.loc[runs2["schedule"] == "wsd", "seed"]) == [0, 7, 8]
+    kept = runs2.set_index("run_id").loc[runs["run_id"], "loss"].to_numpy()
+    np.testing.assert_array_equal(kept, runs["loss"].to_numpy())

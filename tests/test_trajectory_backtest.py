@@ -277,3 +277,43 @@ def test_cli_fit_schedules_picks_the_fitted_sets(tables, capsys):
     # A string is one comma-separated set, not a set of one-letter names.
     one, _, _ = backtest(runs, curves, fit_schedules="constant,cosine", experiments=("schedule",))
     assert set(one["fitted_on"].str.split(" ").str[0]) == {"constant+cosine"}
+
+
+def test_replicate_seeds_of_a_held_out_schedule_are_also_scored_as_their_mean():
+    """Three seeds of every schedule at one size (`seeds` of a sweep's variants): each held-out
+    run is scored, and so is the mean of its seeds, whose scatter is about 1/sqrt(3) of one
+    run's; the law predicts the expected curve, so the mean comes closer to it."""
+    rng = np.random.default_rng(5)
+    noise = 4 * NOISE
+    phi = np.log([_params_at(1e6)[k] for k in PARAM_NAMES])
+    runs, curves = [], []
+    for name in SCHEDULES:
+        spec = ScheduleSpec(name, warmup_steps=20)
+        lrs = spec.lrs(PEAK_LR, STEPS)
+        steps = np.arange(5, STEPS + 1, 5)  # ~75 scored points: a steadier scatter floor
+        truth = _predict_phi(phi, lrs, steps, 10**6)
+        for seed in (0, 1, 2):
+            rid = f"{name}-s{seed}"
+            loss = truth * np.exp(rng.normal(0, noise, steps.size))
+            runs.append(dict(run_row(rid, 1e6, spec, float(loss[-1])), seed=seed))
+            curves.append(pd.DataFrame({"run_id": rid, "step": steps, "loss": loss}))
+    runs, curves = pd.DataFrame(runs), pd.concat(curves, ignore_index=True)
+    table, _, _ = backtest(
+        runs, curves, fit_schedules=("constant", "cosine"), experiments=("schedule",)
+    )
+    single = table[table["experiment"] == "held-out schedule"]
+    means = table[table["experiment"] == "held-out schedule, mean of seeds"]
+    assert sorted(single["schedule"]) == sorted(["wsd", "step"] * 3)
+    assert sorted(means["schedule"]) == ["step", "wsd"]
+    assert means["run_id"].str.contains(r"mean of 3 runs \(seeds 0, 1, 2\)").all()
+    for _, row in means.iterrows():
+        alone = single.loc[single["schedule"] == row["schedule"]]
+        assert row["mean_rel_err"] < alone["mean_rel_err"].mean()
+    # 1/sqrt(3) = 0.58 on average; one curve's floor is rough (0.45-0.76 in 95% of draws).
+    assert means["scatter_floor"].mean() < 0.8 * single["scatter_floor"].mean()
+    # Without a seed column (or with one seed) there is nothing to average.
+    plain, _, _ = backtest(
+        runs.drop(columns="seed"), curves, fit_schedules=("constant", "cosine"),
+        experiments=("schedule",),
+    )  # fmt: skip
+    assert set(plain["experiment"]) == {"held-out schedule"}
