@@ -163,27 +163,42 @@ def _seed_means(law, ref, test, group, curves, lrs_of, skip_frac, n_params, fitt
         logs = [np.log(lo[np.isin(st, steps)]) for st, lo in observed]
         loss = np.exp(np.mean(logs, axis=0))
         lrs = lrs_of[rids[0]]
-        pred, band = _predicted(law.predict, law.n_bootstrap > 0, lrs, steps)
-        mean, worst = _errors(pred, loss)
         names = ", ".join(str(int(x)) for x in sorted(seeds.loc[rids].unique()))
-        rows.append(
-            {
-                "experiment": "held-out schedule, mean of seeds",
-                "run_id": f"{schedule}: mean of {len(rids)} runs (seeds {names})",
-                "n_params": n_params,
-                "schedule": schedule,
-                "lr": float(group.loc[rids[0], "lr"]),
-                "fitted_on": f"{fitted_on} (same size, peak LR, length, batch)",
-                "n_points": int(steps.size),
-                "mean_rel_err": mean,
-                "max_rel_err": worst,
-                "target": SCHEDULE_TARGET,
-                "scatter_floor": _scatter_floor(loss),
-                "interval_coverage": _coverage(band, loss),
-                "fitted_mean_rel_err": _errors(ref.predict(lrs, steps), loss)[0],
-            }
+        row = _schedule_row(
+            law,
+            lrs,
+            steps,
+            loss,
+            experiment="held-out schedule, mean of seeds",
+            run_id=f"{schedule}: mean of {len(rids)} runs (seeds {names})",
+            schedule=schedule,
+            lr=float(group.loc[rids[0], "lr"]),
+            n_params=n_params,
+            fitted_on=fitted_on,
         )
+        row["fitted_mean_rel_err"] = _errors(ref.predict(lrs, steps), loss)[0]
+        rows.append(row)
     return rows
+
+
+def _schedule_row(law, lrs, steps, loss, *, experiment, run_id, schedule, lr, n_params, fitted_on):
+    """One row of the held-out-schedule table: the law's prediction of `loss` at `steps`."""
+    pred, band = _predicted(law.predict, law.n_bootstrap > 0, lrs, steps)
+    mean, worst = _errors(pred, loss)
+    return {
+        "experiment": experiment,
+        "run_id": run_id,
+        "n_params": n_params,
+        "schedule": schedule,
+        "lr": lr,
+        "fitted_on": f"{fitted_on} (same size, peak LR, length, batch)",
+        "n_points": int(steps.size),
+        "mean_rel_err": mean,
+        "max_rel_err": worst,
+        "target": SCHEDULE_TARGET,
+        "scatter_floor": _scatter_floor(loss),
+        "interval_coverage": _coverage(band, loss),
+    }
 
 
 def _score_schedules(law, test, group, curves, lrs_of, skip_frac, n_params, fitted_on):
@@ -192,26 +207,22 @@ def _score_schedules(law, test, group, curves, lrs_of, skip_frac, n_params, fitt
         steps, loss = _observed(curves, rid, lrs_of[rid], skip_frac)
         if not steps.size:
             continue
-        pred, band = _predicted(law.predict, law.n_bootstrap > 0, lrs_of[rid], steps)
-        mean, worst = _errors(pred, loss)
+        lr = float(group.loc[rid, "lr"])
         rows.append(
-            {
-                "experiment": "held-out schedule",
-                "run_id": rid,
-                "n_params": n_params,
-                "schedule": group.loc[rid, "schedule"],
-                "lr": float(group.loc[rid, "lr"]),
-                "fitted_on": f"{fitted_on} (same size, peak LR, length, batch)",
-                "n_points": int(steps.size),
-                "mean_rel_err": mean,
-                "max_rel_err": worst,
-                "target": SCHEDULE_TARGET,
-                "scatter_floor": _scatter_floor(loss),
-                "interval_coverage": _coverage(band, loss),
-            }
+            _schedule_row(
+                law,
+                lrs_of[rid],
+                steps,
+                loss,
+                experiment="held-out schedule",
+                run_id=rid,
+                schedule=group.loc[rid, "schedule"],
+                lr=lr,
+                n_params=n_params,
+                fitted_on=fitted_on,
+            )
         )
         full = law.predict(lrs_of[rid], np.arange(1, lrs_of[rid].size + 1))
-        lr = float(group.loc[rid, "lr"])
         label = f"{group.loc[rid, 'schedule']}, LR {lr:.3g}, from {fitted_on}"
         plots.append(("held-out schedule", rid, n_params, steps, loss, full, label, lr))
     return rows, plots

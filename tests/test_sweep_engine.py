@@ -551,23 +551,25 @@ def test_variant_seeds_run_one_replicate_per_seed_and_lr_factor(tmp_path, corpus
         "widths = [32]", "widths = [16]"
     )
     path = tmp_path / "seeds.toml"
-    path.write_text(text.replace('lr = "best"', 'lr = "best"\nseeds = [0, 7]'))
-    cfg = load_config(path)
     storage = f"sqlite:///{tmp_path / 'storage.db'}"
-    run_sweep(cfg, storage, workers=1, threads=1, progress=False)
-    runs_path, _, missing = export(cfg, storage, tmp_path / "out")
-    assert missing == 0
-    runs = pd.read_csv(runs_path)
+
+    def sweep(seeds: str, out: str) -> pd.DataFrame:
+        path.write_text(text.replace('lr = "best"', f'lr = "best"\nseeds = {seeds}'))
+        cfg = load_config(path)
+        run_sweep(cfg, storage, workers=1, threads=1, progress=False)
+        runs_path, _, missing = export(cfg, storage, tmp_path / out)
+        assert missing == 0
+        return pd.read_csv(runs_path)
+
+    runs = sweep("[0, 7]", "out")
     wsd = runs[runs["schedule"] == "wsd"].sort_values("seed")
     assert list(wsd["seed"]) == [0, 7]
     assert wsd["lr"].nunique() == 1 and wsd["batch_tokens"].nunique() == 1
     assert wsd["loss"].iloc[0] != wsd["loss"].iloc[1]
     assert (runs.loc[runs["schedule"] == "cosine", "seed"] == 0).all()
     # The config gains a seed: resuming runs that replicate alone.
-    path.write_text(text.replace('lr = "best"', 'lr = "best"\nseeds = [0, 7, 8]'))
-    more = load_config(path)
-    run_sweep(more, storage, workers=1, threads=1, progress=False)
-    runs2 = pd.read_csv(export(more, storage, tmp_path / "out2")[0])
+    runs2 = sweep("[0, 7, 8]", "out2")
     assert sorted(runs2.loc[runs2["schedule"] == "wsd", "seed"]) == [0, 7, 8]
     kept = runs2.set_index("run_id").loc[runs["run_id"], "loss"].to_numpy()
     np.testing.assert_array_equal(kept, runs["loss"].to_numpy())
+    assert len(_trials(storage)) == len(runs2) == len(runs) + 1  # nothing ran twice
