@@ -131,23 +131,23 @@ def _schedule_test(train, test, group, curves, lrs_of, n_bootstrap, skip_frac, s
     ref = TrajectoryLaw(n_bootstrap=0, skip_frac=skip_frac, seed=seed).fit(
         curves[curves["run_id"].isin(both)], {rid: lrs_of[rid] for rid in both}
     )
-    rows, plots = _score_schedules(law, test, group, curves, lrs_of, skip_frac, n_params, fitted_on)
-    for r in rows:
-        steps, loss = _observed(curves, r["run_id"], lrs_of[r["run_id"]], skip_frac)
-        r["fitted_mean_rel_err"] = _errors(ref.predict(lrs_of[r["run_id"]], steps), loss)[0]
-    rows += _seed_means(law, ref, test, group, curves, lrs_of, skip_frac, n_params, fitted_on)
+    laws = (law, ref)
+    rows, plots = _score_schedules(
+        laws, test, group, curves, lrs_of, skip_frac, n_params, fitted_on
+    )
+    rows += _seed_means(laws, test, group, curves, lrs_of, skip_frac, n_params, fitted_on)
     return rows, plots
 
 
-def _seed_means(law, ref, test, group, curves, lrs_of, skip_frac, n_params, fitted_on):
+def _seed_means(laws, test, group, curves, lrs_of, skip_frac, n_params, fitted_on):
     """Where a held-out schedule was run at several seeds (replicates: `seeds` of a sweep's
     [[variants]]), its mean curve scored too: exp(mean log loss) over the seeds at the steps
     every one of them logged. The law predicts the expected curve, which the mean approaches;
     one seed's curve also carries its own run-to-run scatter."""
     rows = []
-    seeds = group["seed"] if "seed" in group.columns else None
-    if seeds is None:
+    if "seed" not in group.columns:
         return rows
+    seeds = group["seed"]
     for schedule, rids in group.loc[test].groupby("schedule").groups.items():
         rids = list(rids)
         if seeds.loc[rids].nunique() < 2 or any(
@@ -165,7 +165,7 @@ def _seed_means(law, ref, test, group, curves, lrs_of, skip_frac, n_params, fitt
         lrs = lrs_of[rids[0]]
         names = ", ".join(str(int(x)) for x in sorted(seeds.loc[rids].unique()))
         row = _schedule_row(
-            law,
+            laws,
             lrs,
             steps,
             loss,
@@ -176,13 +176,14 @@ def _seed_means(law, ref, test, group, curves, lrs_of, skip_frac, n_params, fitt
             n_params=n_params,
             fitted_on=fitted_on,
         )
-        row["fitted_mean_rel_err"] = _errors(ref.predict(lrs, steps), loss)[0]
         rows.append(row)
     return rows
 
 
-def _schedule_row(law, lrs, steps, loss, *, experiment, run_id, schedule, lr, n_params, fitted_on):
-    """One row of the held-out-schedule table: the law's prediction of `loss` at `steps`."""
+def _schedule_row(laws, lrs, steps, loss, *, experiment, run_id, schedule, lr, n_params, fitted_on):
+    """One row of the held-out-schedule table: the law's prediction of `loss` at `steps`; laws is
+    (the law, the same law with the held-out curves fitted too)."""
+    law, ref = laws
     pred, band = _predicted(law.predict, law.n_bootstrap > 0, lrs, steps)
     mean, worst = _errors(pred, loss)
     return {
@@ -198,10 +199,11 @@ def _schedule_row(law, lrs, steps, loss, *, experiment, run_id, schedule, lr, n_
         "target": SCHEDULE_TARGET,
         "scatter_floor": _scatter_floor(loss),
         "interval_coverage": _coverage(band, loss),
+        "fitted_mean_rel_err": _errors(ref.predict(lrs, steps), loss)[0],
     }
 
 
-def _score_schedules(law, test, group, curves, lrs_of, skip_frac, n_params, fitted_on):
+def _score_schedules(laws, test, group, curves, lrs_of, skip_frac, n_params, fitted_on):
     rows, plots = [], []
     for rid in test:
         steps, loss = _observed(curves, rid, lrs_of[rid], skip_frac)
@@ -210,7 +212,7 @@ def _score_schedules(law, test, group, curves, lrs_of, skip_frac, n_params, fitt
         lr = float(group.loc[rid, "lr"])
         rows.append(
             _schedule_row(
-                law,
+                laws,
                 lrs_of[rid],
                 steps,
                 loss,
@@ -222,7 +224,7 @@ def _score_schedules(law, test, group, curves, lrs_of, skip_frac, n_params, fitt
                 fitted_on=fitted_on,
             )
         )
-        full = law.predict(lrs_of[rid], np.arange(1, lrs_of[rid].size + 1))
+        full = laws[0].predict(lrs_of[rid], np.arange(1, lrs_of[rid].size + 1))
         label = f"{group.loc[rid, 'schedule']}, LR {lr:.3g}, from {fitted_on}"
         plots.append(("held-out schedule", rid, n_params, steps, loss, full, label, lr))
     return rows, plots

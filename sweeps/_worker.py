@@ -398,7 +398,8 @@ class Worker:
 
     def _hyperparameters(
         self, trial: optuna.Trial, cell: Cell, slot: int, by_name: dict[str, Cell]
-    ) -> tuple[float, int]:
+    ) -> tuple[float, int, int]:
+        """The trial's (LR, batch tokens, seed)."""
         cfg = self.cfg
         if not cell.is_variant:
             lr = trial.suggest_float("lr", *cfg.search.lr, log=True)
@@ -409,7 +410,7 @@ class Worker:
                 batch_tokens = trial.suggest_categorical(
                     "batch_tokens", list(cfg.search.batch_tokens)
                 )
-            return lr, int(batch_tokens)
+            return lr, int(batch_tokens), cfg.seed
         best = best_run(self.study(by_name[cell.base]).get_trials(deepcopy=False))
         lo, hi = cfg.search.lr
         if cell.lr == "best":
@@ -427,9 +428,9 @@ class Worker:
             )
         else:
             batch_tokens = int(cell.batch_tokens)
-        factor, _ = cell.slot_settings(slot, cfg.seed)
+        factor, seed = cell.slot_settings(slot, cfg.seed)
         trial.set_user_attr("lr_source", f"{cell.lr}:{cell.base}" if cell.lr == "best" else "fixed")
-        return base_lr * factor, int(batch_tokens)
+        return base_lr * factor, int(batch_tokens), seed
 
     def _train_config(self, cell: Cell, lr: float, batch_tokens: int, seed: int):
         from sweeps.train import TrainConfig
@@ -495,8 +496,7 @@ class Worker:
         from sweeps.train import resolve_device, train
 
         with self._trial_write():  # (suggesting a parameter writes it)
-            lr, batch_tokens = self._hyperparameters(trial, cell, slot, by_name)
-        seed = cell.slot_settings(slot, self.cfg.seed)[1] if cell.is_variant else self.cfg.seed
+            lr, batch_tokens, seed = self._hyperparameters(trial, cell, slot, by_name)
         tc = self._train_config(cell, lr, batch_tokens, seed)
         base = self._base_row(trial, cell, tc)
         steps = tc.steps
