@@ -1,0 +1,117 @@
+"""Held-out size against more than one seed: how much of the cross-size law's miss on the runs
+of width 144 is run-to-run scatter (an experiment of session 20; not part of the served law).
+
+    .venv/bin/python results/reference/experiments/size_seeds.py
+
+Refits the cross-size law without width 144 (n_bootstrap=0, seed 0), as
+`scaling.trajectory_backtest` does for its held-out-size experiment, then scores each width-144
+cosine grid point that was rerun with other seeds (`rerun_curves.csv`, made on the CPU; the
+sweep's seed-0 runs are in `curves.csv`, made on an H100):
+- the law's mean relative error against each seed's curve and against the mean curve of the
+  seeds (exp of the mean log loss at each logged step);
+- the seed gap: the mean |a / b - 1| between two seeds' curves on the same points, the error
+  with which one seed's run predicts another's. With independent scatter of sigma per run,
+  a perfect prediction of the expected curve scores about gap / sqrt(2) against one run, and
+  gap / sqrt(2k) against the mean of k seeds.
+Scored on the same points as the backtest (after the warmup and the first quarter of the run).
+"""
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT))
+from scaling.runs import read_curves, read_runs  # noqa: E402
+from scaling.trajectory import (  # noqa: E402
+    SKIP_FRAC,
+    CrossSizeTrajectoryLaw,
+    fitted_steps,
+    lr_schedule_of_run,
+)
+
+R = ROOT / "results" / "reference"
+TAG = {3: "3e6", 6: "6e6", 12: "1.2e7"}
+runs = read_runs(R / "runs.csv")
+runs = runs[runs["state"] == "complete"].copy()
+runs["run_id"] = runs["run_id"].astype(str)
+curves = read_curves(R / "curves.csv")
+curves["run_id"] = curves["run_id"].astype(str)
+reruns = pd.read_csv(R / "rerun_curves.csv")
+n_max = runs["n_params"].max()
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    law = CrossSizeTrajectoryLaw(n_bootstrap=0, seed=0).fit(runs[runs["n_params"] < n_max], curves)
+
+
+def on_steps(c, steps):
+    s = c.dropna(subset=["loss"]).set_index("step")["loss"]
+    return s.reindex(steps).to_numpy(dtype=float)
+
+
+def err(pred, loss):
+    return float(np.mean(np.abs(pred / loss - 1.0)))
+
+
+rows = []
+largest = runs[(runs["n_params"] == n_max) & (runs["schedule"] == "cosine")]
+for _, run in largest.sort_values(["tokens", "batch_tokens", "lr"]).iterrows():
+    lrs = lr_schedule_of_run(run)
+    c0 = curves[curves["run_id"] == run["run_id"]].dropna(subset=["loss"]).sort_values("step")
+    steps = c0["step"].to_numpy()
+    steps = steps[fitted_steps(steps, lrs, SKIP_FRAC)]
+    budget = TAG[round(run["tokens"] / 1e6)]
+    stem = f"w144-d2-t{budget}-cosine-lr{run['lr']:g}-b{int(run['batch_tokens'])}"
+    seeds = {0: on_steps(c0, steps)}
+    for seed in (1, 2):
+        c = reruns[reruns["rerun"] == f"{stem}-seed{seed}"]
+        if len(c):
+            seeds[seed] = on_steps(c, steps)
+    if len(seeds) < 2:
+        continue
+    # the sweep's seed 0 rerun on the CPU, where there is one: the device's share of the gap
+    cpu0 = reruns[reruns["rerun"] == f"{stem}-seed0"]
+    pred = law.predict(n_max, lrs, run["batch_tokens"], steps=steps)
+    logs = np.log(np.vstack(list(seeds.values())))
+    mean = np.exp(logs.mean(axis=0))
+    gaps = [err(seeds[a], seeds[b]) for i, a in enumerate(seeds) for b in list(seeds)[i + 1 :]]
+    rows.append(
+        {
+            "tokens": budget,
+            "batch": int(run["batch_tokens"]),
+            "lr": run["lr"],
+            **{f"seed {s}": err(pred, seeds[s]) if s in seeds else np.nan for s in (0, 1, 2)},
+            "mean of seeds": err(pred, mean),
+            "law - mean": float(np.mean(pred / mean - 1.0)),
+            "seed gap": float(np.mean(gaps)),
+            "seed 0 highest": bool(seeds[0][-1] >= max(v[-1] for v in seeds.values())),
+            "final loss, seed 0 / 1 / 2": " / ".join(f"{v[-1]:.4f}" for v in seeds.values()),
+            "seed 0, CPU vs H100": err(on_steps(cpu0, steps), seeds[0]) if len(cpu0) else np.nan,
+        }
+    )
+
+t = pd.DataFrame(rows)
+show = t.copy()
+for c in show.columns[3:]:
+    if show[c].dtype == float:
+        show[c] = [
+            f"{x:+.2%}" if c == "law - mean" else f"{x:.2%}" if x == x else "" for x in show[c]
+        ]
+print("| " + " | ".join(show.columns) + " |")
+print("|" + " --- |" * len(show.columns))
+for row in show.itertuples(index=False):
+    print("| " + " | ".join(f"{x:g}" if isinstance(x, float) else str(x) for x in row) + " |")
+print()
+groups = [("all", t)] + [(f"{b} tokens", t[t["tokens"] == b]) for b in t["tokens"].unique()]
+groups += [(f"peak LR {lr:g}", t[t["lr"] == lr]) for lr in sorted(t["lr"].unique())]
+groups += [("peak LR <= 0.01", t[t["lr"] <= 0.0101]), ("peak LR >= 0.02", t[t["lr"] >= 0.0199])]
+for label, sel in groups:
+    cols = ("seed 0", "seed 1", "seed 2", "mean of seeds", "seed gap")
+    print(
+        f"- {label} ({len(sel)} grid points): "
+        + ", ".join(f"{c} {sel[c].mean():.2%}" for c in cols if sel[c].notna().any())
+        + f"; seed 0's final loss the highest of its seeds in {int(sel['seed 0 highest'].sum())}"
+    )
