@@ -14,6 +14,9 @@ sweep's seed-0 runs are in `curves.csv`, made on an H100):
   a perfect prediction of the expected curve scores about gap / sqrt(2) against one run, and
   gap / sqrt(2k) against the mean of k seeds.
 Scored on the same points as the backtest (after the warmup and the first quarter of the run).
+
+Last, seed 0's luck by width: at the 3M-token grid points at peak LR 0.02 and 0.04, rerun with
+seeds 1 and 2 at widths 64, 96 and 144, the sweep's final loss against the mean of the three.
 """
 
 import sys
@@ -115,3 +118,24 @@ for label, sel in groups:
         + ", ".join(f"{c} {sel[c].mean():.2%}" for c in cols if sel[c].notna().any())
         + f"; seed 0's final loss the highest of its seeds in {int(sel['seed 0 highest'].sum())}"
     )
+
+# Seed 0's luck by width: the sweep's final loss against the mean over its seeds, at the grid
+# points rerun at several widths (3M tokens, peak LR 0.02 and 0.04, every batch).
+rr = pd.read_csv(R / "rerun_runs.csv")
+rr = rr[(rr["schedule"] == "cosine") & (rr["seed"] > 0) & rr["cell"].str.endswith("-t3e6")]
+rr = rr[rr["lr"] >= 0.0199]
+print(
+    "\n| width | grid points | seed 0 vs the mean of seeds 0-2, final loss (LR 0.02 then 0.04; "
+    "batch 1,024, 2,048, 4,096) | mean |"
+)
+print("| ---: | ---: | --- | ---: |")
+for cell, grp in sorted(rr.groupby("cell"), key=lambda kv: int(kv[0].split("-")[0][1:])):
+    offs = []
+    for _, g in grp.groupby(["lr", "batch_tokens"]):
+        if len(g) < 2:
+            continue
+        finals = [g["sweep_loss"].iloc[0], *g["loss"]]
+        offs.append(finals[0] / np.mean(finals) - 1.0)
+    if offs:
+        each = ", ".join(f"{o:+.1%}" for o in offs)
+        print(f"| {cell.split('-')[0][1:]} | {len(offs)} | {each} | {np.mean(offs):+.2%} |")
