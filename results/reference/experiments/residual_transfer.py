@@ -16,33 +16,16 @@ point's runs at the smaller sizes (law_free_*).
 """
 
 import sys
-import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _heldout import fit_without_largest, load
 
-ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT))
-from scaling.runs import read_curves, read_runs  # noqa: E402
-from scaling.trajectory import (  # noqa: E402
-    SKIP_FRAC,
-    CrossSizeTrajectoryLaw,
-    fitted_steps,
-    lr_schedule_of_run,
-)
+from scaling.trajectory import SKIP_FRAC, fitted_steps, lr_schedule_of_run
 
 name = sys.argv[1] if len(sys.argv) > 1 else "reference"
-R = ROOT / "results" / name
-runs = read_runs(R / "runs.csv")
-curves = read_curves(R / "curves.csv")
-runs = runs[runs["state"] == "complete"].copy()
-runs["run_id"] = runs["run_id"].astype(str)
-curves["run_id"] = curves["run_id"].astype(str)
-n_max = runs["n_params"].max()
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    law = CrossSizeTrajectoryLaw(n_bootstrap=0, seed=0).fit(runs[runs["n_params"] < n_max], curves)
+R, runs, curves = load(name)
+law, n_max = fit_without_largest(runs, curves)
 by_id = runs.set_index("run_id")
 
 
@@ -100,7 +83,9 @@ for _, run in runs[runs["n_params"] == n_max].iterrows():
     rows.append(row)
 t = pd.DataFrame(rows)
 print(f"{name}: {len(t)} runs of the largest size (N = {n_max:,.0f}), {t['best'].sum()} cell bests")
-print("| prediction | runs | mean error, all | the law alone on them | cell bests | the law alone |")
+print(
+    "| prediction | runs | mean error, all | the law alone on them | cell bests | the law alone |"
+)
 print("| --- | ---: | ---: | ---: | ---: | ---: |")
 for col in ("law", "prev", "last2", "all", "extrap", "law_free_all", "law_free_last2"):
     if col not in t:

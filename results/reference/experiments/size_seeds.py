@@ -21,35 +21,23 @@ and the law refitted with those points' runs at widths 64 and 96 replaced by the
 curves, scored on width 144's six points against the mean of their seeds.
 """
 
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _heldout import fit_without_largest, load
 
-ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT))
-from scaling.runs import read_curves, read_runs  # noqa: E402
-from scaling.trajectory import (  # noqa: E402
+from scaling.trajectory import (
     SKIP_FRAC,
     CrossSizeTrajectoryLaw,
     fitted_steps,
     lr_schedule_of_run,
 )
 
-R = ROOT / "results" / "reference"
 TAG = {3: "3e6", 6: "6e6", 12: "1.2e7"}
-runs = read_runs(R / "runs.csv")
-runs = runs[runs["state"] == "complete"].copy()
-runs["run_id"] = runs["run_id"].astype(str)
-curves = read_curves(R / "curves.csv")
-curves["run_id"] = curves["run_id"].astype(str)
+R, runs, curves = load("reference")
 reruns = pd.read_csv(R / "rerun_curves.csv")
-n_max = runs["n_params"].max()
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    law = CrossSizeTrajectoryLaw(n_bootstrap=0, seed=0).fit(runs[runs["n_params"] < n_max], curves)
+law, n_max = fit_without_largest(runs, curves)
 
 
 def on_steps(c, steps):
