@@ -21,28 +21,44 @@ and the law refitted with those points' runs at widths 64 and 96 replaced by the
 curves, scored on width 144's six points against the mean of their seeds.
 """
 
-import warnings
-
 import numpy as np
 import pandas as pd
 from _heldout import fit_without_largest, load
 
-from scaling.trajectory import (
-    SKIP_FRAC,
-    CrossSizeTrajectoryLaw,
-    fitted_steps,
-    lr_schedule_of_run,
-)
+from scaling.trajectory import SKIP_FRAC, fitted_steps, lr_schedule_of_run
 
 TAG = {3: "3e6", 6: "6e6", 12: "1.2e7"}
 R, runs, curves = load("reference")
 reruns = pd.read_csv(R / "rerun_curves.csv")
 law, n_max = fit_without_largest(runs, curves)
+# Each run's and each rerun's logged losses by step, read once.
+loss_of_run = {
+    k: g.dropna(subset=["loss"]).set_index("step")["loss"].sort_index()
+    for k, g in curves.groupby("run_id")
+}
+loss_of_rerun = {
+    k: g.dropna(subset=["loss"]).set_index("step")["loss"].sort_index()
+    for k, g in reruns.groupby("rerun")
+}
 
 
-def on_steps(c, steps):
-    s = c.dropna(subset=["loss"]).set_index("step")["loss"]
-    return s.reindex(steps).to_numpy(dtype=float)
+def seed_curves(run):
+    """{seed: losses by step}: the sweep's run (seed 0) and its reruns with seeds 1 and 2; and
+    the sweep's seed rerun on the CPU (None where there is none)."""
+    budget = TAG[round(run["tokens"] / 1e6)]
+    stem = f"w{run['width']}-d2-t{budget}-cosine-lr{run['lr']:g}-b{int(run['batch_tokens'])}"
+    seeds = {0: loss_of_run[run["run_id"]]}
+    seeds.update(
+        {s: loss_of_rerun[f"{stem}-seed{s}"] for s in (1, 2) if f"{stem}-seed{s}" in loss_of_rerun}
+    )
+    return seeds, loss_of_rerun.get(f"{stem}-seed0")
+
+
+def mean_curve(seeds, steps):
+    """exp(mean over the seeds of log loss) at these steps."""
+    return np.exp(
+        np.mean([np.log(c.reindex(steps).to_numpy(dtype=float)) for c in seeds.values()], axis=0)
+    )
 
 
 def err(pred, loss):
@@ -53,27 +69,18 @@ rows = []
 largest = runs[(runs["n_params"] == n_max) & (runs["schedule"] == "cosine")]
 for _, run in largest.sort_values(["tokens", "batch_tokens", "lr"]).iterrows():
     lrs = lr_schedule_of_run(run)
-    c0 = curves[curves["run_id"] == run["run_id"]].dropna(subset=["loss"]).sort_values("step")
-    steps = c0["step"].to_numpy()
-    steps = steps[fitted_steps(steps, lrs, SKIP_FRAC)]
-    budget = TAG[round(run["tokens"] / 1e6)]
-    stem = f"w144-d2-t{budget}-cosine-lr{run['lr']:g}-b{int(run['batch_tokens'])}"
-    seeds = {0: on_steps(c0, steps)}
-    for seed in (1, 2):
-        c = reruns[reruns["rerun"] == f"{stem}-seed{seed}"]
-        if len(c):
-            seeds[seed] = on_steps(c, steps)
-    if len(seeds) < 2:
+    by_seed, cpu0 = seed_curves(run)
+    if len(by_seed) < 2:
         continue
-    # the sweep's seed 0 rerun on the CPU, where there is one: the device's share of the gap
-    cpu0 = reruns[reruns["rerun"] == f"{stem}-seed0"]
+    steps = by_seed[0].index.to_numpy()
+    steps = steps[fitted_steps(steps, lrs, SKIP_FRAC)]
+    seeds = {s: c.reindex(steps).to_numpy(dtype=float) for s, c in by_seed.items()}
     pred = law.predict(n_max, lrs, run["batch_tokens"], steps=steps)
-    logs = np.log(np.vstack(list(seeds.values())))
-    mean = np.exp(logs.mean(axis=0))
+    mean = mean_curve(by_seed, steps)
     gaps = [err(seeds[a], seeds[b]) for i, a in enumerate(seeds) for b in list(seeds)[i + 1 :]]
     rows.append(
         {
-            "tokens": budget,
+            "tokens": TAG[round(run["tokens"] / 1e6)],
             "batch": int(run["batch_tokens"]),
             "lr": run["lr"],
             **{f"seed {s}": err(pred, seeds[s]) if s in seeds else np.nan for s in (0, 1, 2)},
@@ -82,7 +89,7 @@ for _, run in largest.sort_values(["tokens", "batch_tokens", "lr"]).iterrows():
             "seed gap": float(np.mean(gaps)),
             "seed 0 highest": bool(seeds[0][-1] >= max(v[-1] for v in seeds.values())),
             "final loss, seed 0 / 1 / 2": " / ".join(f"{v[-1]:.4f}" for v in seeds.values()),
-            "seed 0, CPU vs H100": err(on_steps(cpu0, steps), seeds[0]) if len(cpu0) else np.nan,
+            "seed 0, CPU vs H100": np.nan if cpu0 is None else err(cpu0.reindex(steps), seeds[0]),
         }
     )
 
@@ -135,37 +142,29 @@ for cell, grp in sorted(rr.groupby("cell"), key=lambda kv: int(kv[0].split("-")[
 # the mean of its seeds (a signed error below 0: the law predicts too low a loss).
 
 
-def seed_mean(run):
-    stem = f"w{run['width']}-d2-t3e6-cosine-lr{run['lr']:g}-b{int(run['batch_tokens'])}"
-    c0 = curves[curves["run_id"] == run["run_id"]].dropna(subset=["loss"]).set_index("step")["loss"]
-    cs = [reruns[reruns["rerun"] == f"{stem}-seed{s}"].set_index("step")["loss"] for s in (1, 2)]
-    return np.exp(sum(np.log(c.reindex(c0.index)) for c in (c0, *cs)) / 3).dropna()
-
-
 high = runs[(runs["schedule"] == "cosine") & (runs["tokens"] < 3.1e6) & (runs["lr"] >= 0.0199)]
 averaged = curves.copy()
 for _, run in high[high["width"].isin([64, 96])].iterrows():
-    m = seed_mean(run)
+    idx = loss_of_run[run["run_id"]].index
+    m = pd.Series(mean_curve(seed_curves(run)[0], idx), index=idx).dropna()
     averaged = pd.concat(
         [
             averaged[averaged["run_id"] != run["run_id"]],
             pd.DataFrame({"run_id": run["run_id"], "step": m.index, "loss": m.to_numpy()}),
         ]
     )
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    law_avg = CrossSizeTrajectoryLaw(n_bootstrap=0, seed=0).fit(
-        runs[runs["n_params"] < n_max], averaged
-    )
+law_avg, _ = fit_without_largest(runs, averaged)
 print()
 for label, fitted in (("as fitted (seed 0)", law), ("widths 64, 96 averaged", law_avg)):
     signed, absolute = [], []
     for _, run in high[high["width"] == 144].iterrows():
         lrs = lr_schedule_of_run(run)
-        m = seed_mean(run)
-        steps = m.index.to_numpy()
+        by_seed, _ = seed_curves(run)
+        steps = by_seed[0].index.to_numpy()
         steps = steps[fitted_steps(steps, lrs, SKIP_FRAC)]
-        rel = fitted.predict(n_max, lrs, run["batch_tokens"], steps=steps) / m[steps].to_numpy()
+        rel = fitted.predict(n_max, lrs, run["batch_tokens"], steps=steps) / mean_curve(
+            by_seed, steps
+        )
         signed.append(float(np.mean(rel - 1.0)))
         absolute.append(float(np.mean(np.abs(rel - 1.0))))
     print(
