@@ -62,20 +62,51 @@ def is_grid(cfg: SweepConfig, cell: Cell) -> bool:
 
 
 def grid_points(cfg: SweepConfig, cell: Cell) -> list[dict[str, Any]]:
-    """The cell's grid as a list of points, in an order shuffled by the sweep's seed (so that
-    a partly run sweep covers the grid evenly); a trial's slot indexes this list."""
+    """The cell's grid as a list of points (LR, batch tokens, seed), in an order shuffled by
+    the sweep's seed (so that a partly run sweep covers the grid evenly) and repeated for each
+    of search.seeds, the seeds varying slowest; a trial's slot indexes this list."""
     space = grid_space(cfg)
     points = [{"lr": lr, "batch_tokens": bt} for lr in space["lr"] for bt in space["batch_tokens"]]
     order = np.random.default_rng(zlib.crc32(f"{cfg.seed}:{cell.name}".encode())).permutation(
         len(points)
     )
-    return [points[i] for i in order]
+    return [points[i] | {"seed": seed} for seed in cfg.grid_seeds for i in order]
 
 
-def grid_point_key(params: dict[str, Any]) -> tuple | None:
+def grid_point_key(params: dict[str, Any], seed: int | None = None) -> tuple | None:
+    """(log LR, batch tokens, seed) of a grid point, a trial's parameters or a run's row; the
+    seed is `params`' own (points and rows have one) or else `seed`."""
     if "lr" not in params or "batch_tokens" not in params:
         return None
-    return (round(math.log(float(params["lr"])), 9), int(params["batch_tokens"]))
+    s = params.get("seed", seed)
+    return (
+        round(math.log(float(params["lr"])), 9),
+        int(params["batch_tokens"]),
+        None if s is None else int(s),
+    )
+
+
+def trial_point_keyer(cfg: SweepConfig, cell: Cell) -> Callable[[FrozenTrial], tuple | None] | None:
+    """For a grid cell, a function giving the grid point a trial holds: its parameters (or,
+    claimed a moment ago and not sampled yet, its slot's point) at its seed (its row's; else
+    its slot's; else, for a trial from before slots, the sweep's); None where that is not a
+    point of the grid (a seed since dropped from search.seeds: such a run is exported, but it
+    does not stand in for a point of the grid). None for other cells."""
+    if not is_grid(cfg, cell):
+        return None
+    points = grid_points(cfg, cell)
+    keys = {grid_point_key(p) for p in points}
+
+    def key(t: FrozenTrial) -> tuple | None:
+        slot = t.user_attrs.get("slot")
+        at = points[int(slot) % len(points)] if slot is not None else None
+        seed = (t.user_attrs.get("row") or {}).get("seed")
+        if seed is None:
+            seed = at["seed"] if at is not None else cfg.seed
+        k = grid_point_key(_trial_params(t) or at or {}, seed)
+        return k if k in keys else None
+
+    return key
 
 
 def _trial_params(t: FrozenTrial) -> dict[str, Any]:
@@ -130,17 +161,19 @@ def make_pruner(cfg: SweepConfig) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def cell_progress(trials: list[FrozenTrial], distinct: bool = False) -> dict[str, int]:
-    """Trial counts by state, plus `holding` and `finished`. With `distinct` (grid cells),
-    `holding` and `finished` count distinct grid points (a storage written by Optuna's
-    GridSampler may repeat one)."""
+def cell_progress(
+    trials: list[FrozenTrial], point_key: Callable[[FrozenTrial], tuple | None] | None = None
+) -> dict[str, int]:
+    """Trial counts by state, plus `holding` and `finished`. With `point_key` (grid cells:
+    trial_point_keyer), `holding` and `finished` count the distinct grid points trials hold (a
+    storage written by Optuna's GridSampler may repeat one)."""
     counts = {s.name.lower(): 0 for s in TrialState}
     for t in trials:
         counts[t.state.name.lower()] += 1
 
     def count(states) -> int:
-        if distinct:
-            return len({grid_point_key(_trial_params(t)) for t in trials if t.state in states})
+        if point_key is not None:
+            return len({point_key(t) for t in trials if t.state in states} - {None})
         return sum(1 for t in trials if t.state in states)
 
     counts["holding"] = count(HOLDING)
@@ -149,14 +182,30 @@ def cell_progress(trials: list[FrozenTrial], distinct: bool = False) -> dict[str
 
 
 def best_run(trials: list[FrozenTrial]) -> dict[str, Any] | None:
-    """The finished, non-diverged run with the lowest final loss in a cell."""
+    """The finished, non-diverged run with the lowest final loss in a cell. Where a point (LR,
+    batch) was run at several seeds (search.seeds), points are ranked by the geometric mean
+    of their seeds' final losses (one lucky seed does not pick the point), a point where a
+    seed diverged after every point where none did; the point's best run is returned, its
+    `loss` that mean and `seeds` how many runs it holds."""
     rows = [
         t.user_attrs["row"]
         for t in trials
         if t.state == TrialState.COMPLETE and "row" in t.user_attrs
     ]
-    rows = [r for r in rows if not r["diverged"] and r["loss"] is not None]
-    return min(rows, key=lambda r: r["loss"]) if rows else None
+    points: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        points.setdefault(grid_point_key(r)[:2], []).append(r)
+    ranked = []
+    for runs in points.values():
+        ok = [r for r in runs if not r["diverged"] and r["loss"] is not None]
+        if ok:
+            mean = math.exp(sum(math.log(r["loss"]) for r in ok) / len(ok))
+            ranked.append((len(runs) - len(ok), mean, ok))
+    if not ranked:
+        return None
+    _, mean, ok = min(ranked, key=lambda x: x[:2])
+    best = min(ok, key=lambda r: r["loss"])
+    return best if len(ok) == 1 else best | {"loss": mean, "seeds": len(ok)}
 
 
 def _json_float(x: Any) -> float | None:
@@ -281,7 +330,7 @@ class Worker:
                         study = self.study(cell)
                         self._fail_stale(study)
                         trials = study.get_trials(deepcopy=False)
-                        counts = cell_progress(trials, distinct=is_grid(self.cfg, cell))
+                        counts = cell_progress(trials, trial_point_keyer(self.cfg, cell))
                         if counts["finished"] >= cell.n_trials and not (
                             counts["running"] or counts["waiting"]
                         ):
@@ -380,14 +429,9 @@ class Worker:
         ]
         if is_grid(self.cfg, cell):
             points = grid_points(self.cfg, cell)
-            taken = set()
-            for t in others:
-                params = _trial_params(t)
-                if not params and "slot" in t.user_attrs:
-                    # Claimed a moment ago: its parameters are drawn after the planning lock
-                    # is released, but its slot's point is taken all the same.
-                    params = points[int(t.user_attrs["slot"]) % len(points)]
-                taken.add(grid_point_key(params))
+            # (A trial claimed a moment ago has no parameters yet, they are drawn after the
+            # planning lock is released, but its slot's point is taken all the same.)
+            taken = set(map(trial_point_keyer(self.cfg, cell), others))
             free = [i for i, p in enumerate(points) if grid_point_key(p) not in taken]
             slot = free[0] if free else len(taken) % len(points)
         else:
@@ -410,7 +454,11 @@ class Worker:
                 batch_tokens = trial.suggest_categorical(
                     "batch_tokens", list(cfg.search.batch_tokens)
                 )
-            return lr, int(batch_tokens), cfg.seed
+            seed = cfg.seed
+            if is_grid(cfg, cell):
+                points = grid_points(cfg, cell)
+                seed = points[slot % len(points)]["seed"]
+            return lr, int(batch_tokens), seed
         best = best_run(self.study(by_name[cell.base]).get_trials(deepcopy=False))
         lo, hi = cfg.search.lr
         if cell.lr == "best":

@@ -184,10 +184,20 @@ class SearchSpace:
     batch_tokens: tuple[int, ...] = (4096,)
     batch_tokens_range: tuple[int, int] | None = None
     grid_points: int = 5  # LR values per batch size for the grid sampler
+    # Grid replicates: every grid point run once per seed; empty: the sweep's seed alone. With
+    # one seed, every run of a width shares its initialization (and, per batch size, its data
+    # order), so that width's luck moves all its runs together: at 2-4x the best LR, seeds
+    # differ by 2-4% over whole curves (results/reference/README.md, session 20), and a law
+    # fitted across sizes reads each width's luck as a size effect. Seeds vary slowest: the
+    # first seed's runs are the grid of a sweep without replicates (give the sweep's `seed`
+    # first and an existing sweep is extended, keeping its runs).
+    seeds: tuple[int, ...] = ()
 
     @classmethod
     def parse(cls, t: dict[str, Any], seq_len: int) -> SearchSpace:
-        _check_keys("search", t, {"lr", "batch_tokens", "batch_tokens_range", "grid_points"})
+        _check_keys(
+            "search", t, {"lr", "batch_tokens", "batch_tokens_range", "grid_points", "seeds"}
+        )
         kw: dict[str, Any] = {}
         if "lr" in t:
             lr = _list("search.lr", t["lr"], _pos_float)
@@ -211,11 +221,20 @@ class SearchSpace:
             kw["batch_tokens"] = ()
         if "grid_points" in t:
             kw["grid_points"] = _pos_int("search.grid_points", t["grid_points"])
+        if "seeds" in t:
+            kw["seeds"] = _seed_list("search.seeds", t["seeds"])
         space = cls(**kw)
         for b in space.batch_tokens + (space.batch_tokens_range or ()):
             if b % seq_len:
                 raise _Invalid(f"batch tokens {b} is not a multiple of model.seq_len={seq_len}")
         return space
+
+
+def _seed_list(where: str, v: Any) -> tuple[int, ...]:
+    seeds = _list(where, v, lambda w, x: _pos_int(w, x, minimum=0))
+    if len(set(seeds)) < len(seeds):
+        raise _Invalid(f"{where} must not repeat a seed, got {v!r}")
+    return seeds
 
 
 def _parse_schedule(where: str, v: Any) -> ScheduleSpec:
@@ -404,11 +423,7 @@ class VariantConfig:
             if kw["batch_tokens"] != "best" and kw["batch_tokens"] % family.seq_len:
                 raise _Invalid(f"{where}.batch_tokens={b} is not a multiple of model.seq_len")
         if "seeds" in t:
-            kw["seeds"] = _list(
-                f"{where}.seeds", t["seeds"], lambda w, x: _pos_int(w, x, minimum=0)
-            )
-            if len(set(kw["seeds"])) < len(kw["seeds"]):
-                raise _Invalid(f"{where}.seeds must not repeat a seed, got {t['seeds']!r}")
+            kw["seeds"] = _seed_list(f"{where}.seeds", t["seeds"])
         return cls(**kw)
 
 
@@ -495,8 +510,13 @@ class SweepConfig:
 
     def search_trials(self) -> int:
         if self.sampler.name == "grid":
-            return self.search.grid_points * len(self.search.batch_tokens)
+            return self.search.grid_points * len(self.search.batch_tokens) * len(self.grid_seeds)
         return self.trials_per_cell
+
+    @property
+    def grid_seeds(self) -> tuple[int, ...]:
+        """The seeds each grid point is run at (search.seeds, or the sweep's seed alone)."""
+        return self.search.seeds or (self.seed,)
 
     def cells(self) -> list[Cell]:
         """Search cells (smallest first), then variant cells."""
@@ -686,6 +706,11 @@ def _parse(raw: dict[str, Any], path: Path) -> SweepConfig:
             kw[key] = raw[key]
     if kw["sampler"].name == "grid" and kw["search"].batch_tokens_range is not None:
         raise _Invalid("sampler 'grid' needs search.batch_tokens as a set, not a range")
+    if kw["search"].seeds and kw["sampler"].name != "grid":
+        raise _Invalid(
+            f"search.seeds (replicates of grid points) needs sampler.name = 'grid', got "
+            f"sampler.name = {kw['sampler'].name!r}"
+        )
     cfg = SweepConfig(**kw)
     _check_budgets_hold_a_batch(cfg)
     if (
@@ -695,7 +720,8 @@ def _parse(raw: dict[str, Any], path: Path) -> SweepConfig:
     ):
         raise _Invalid(
             f"trials_per_cell={cfg.trials_per_cell} disagrees with the grid size "
-            f"{cfg.search_trials()} (search.grid_points x len(search.batch_tokens)); drop it"
+            f"{cfg.search_trials()} (search.grid_points x len(search.batch_tokens) x "
+            "len(search.seeds)); drop it"
         )
     return cfg
 

@@ -30,6 +30,7 @@ from sweeps._worker import (
     is_grid,
     row_and_curve,
     study_name,
+    trial_point_keyer,
 )
 from sweeps.config import SweepConfig, load_config
 
@@ -113,7 +114,7 @@ def sweep_status(cfg: SweepConfig, storage_url: str, storage=None) -> list[dict[
     for cell in cfg.cells():
         study = _load_study(storage, cfg, cell)
         trials = study.get_trials(deepcopy=False) if study else []
-        counts = cell_progress(trials, distinct=is_grid(cfg, cell))
+        counts = cell_progress(trials, trial_point_keyer(cfg, cell))
         rows = [r for t in trials if (r := row_and_curve(t))]
         best = best_run(trials)
         out.append(
@@ -389,9 +390,9 @@ def export(
                 continue
             row, curve = got
             if is_grid(cfg, cell):
-                # A repeat of a grid point (possible in storages written before the slot
-                # grid) is the same run again: keep the first.
-                key = grid_point_key(row)
+                # A repeat of a grid point at the same seed (possible in storages written
+                # before the slot grid) is the same run again: keep the first.
+                key = grid_point_key(row, cfg.seed)
                 if key in seen:
                     duplicates += 1
                     continue

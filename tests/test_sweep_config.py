@@ -138,6 +138,43 @@ seeds = [0, 3, 4]
             load_config(path)
 
 
+def test_grid_seeds_replicate_every_grid_point(tmp_path):
+    """search.seeds: each grid point once per seed, seeds varying slowest, so the first seed's
+    slots are the grid of the sweep without replicates."""
+    from sweeps._worker import grid_point_key, grid_points
+
+    grid = '[sampler]\nname = "grid"\n[search]\nbatch_tokens = [512, 1024]\ngrid_points = 3\n'
+    plain = load_config(write(tmp_path, MINIMAL + grid))
+    cfg = load_config(write(tmp_path, MINIMAL + grid + "seeds = [0, 5]\n"))
+    assert cfg.search.seeds == (0, 5) and cfg.grid_seeds == (0, 5) and plain.grid_seeds == (0,)
+    cell = cfg.cells()[0]
+    assert cell.n_trials == 12 and plain.cells()[0].n_trials == 6
+    points = grid_points(cfg, cell)
+    assert [p["seed"] for p in points] == [0] * 6 + [5] * 6
+    assert points[:6] == grid_points(plain, plain.cells()[0])
+    assert [grid_point_key(p)[:2] for p in points[6:]] == [
+        grid_point_key(p)[:2] for p in points[:6]
+    ]
+    assert len({grid_point_key(p) for p in points}) == 12
+    for bad, needle in (
+        ("[2, 2]", "search.seeds must not repeat a seed, got [2, 2]"),
+        ("[-1]", "search.seeds[0]"),
+        ("[]", "search.seeds must be a non-empty list"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(needle)):
+            load_config(write(tmp_path, MINIMAL + grid + f"seeds = {bad}\n"))
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "search.seeds (replicates of grid points) "
+            "needs sampler.name = 'grid', got sampler.name = 'tpe'"
+        ),
+    ):
+        load_config(write(tmp_path, MINIMAL + "[search]\nseeds = [0, 1]\n"))
+    with pytest.raises(ValueError, match="trials_per_cell=6 disagrees with the grid size 12"):
+        load_config(write(tmp_path, "trials_per_cell = 6\n" + MINIMAL + grid + "seeds = [0, 5]\n"))
+
+
 @pytest.mark.parametrize(
     ("change", "named"),
     [

@@ -21,7 +21,7 @@ from corpus_support import default_corpus_slice
 
 from sweeps._storage import postgres_driver
 from sweeps.config import CONFIG_DIR, load_config
-from sweeps.engine import CURVE_COLUMNS, RUN_COLUMNS, export, run_sweep
+from sweeps.engine import CURVE_COLUMNS, RUN_COLUMNS, export, run_sweep, sweep_status
 from sweeps.engine import main as engine_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -573,3 +573,51 @@ def test_variant_seeds_run_one_replicate_per_seed_and_lr_factor(tmp_path, corpus
     kept = runs2.set_index("run_id").loc[runs["run_id"], "loss"].to_numpy()
     np.testing.assert_array_equal(kept, runs["loss"].to_numpy())
     assert len(_trials(storage)) == len(runs2) == len(runs) + 1  # nothing ran twice
+
+
+def test_grid_seeds_run_every_point_once_per_seed_and_extend_a_sweep(tmp_path, corpus_file):
+    """search.seeds on a grid: every (LR, batch) point once per seed, each run at its seed. A
+    single-seed sweep whose config gains seeds (the sweep's seed first) is extended: its runs
+    are kept and only the new seeds' runs are made. The cell's best point (what a variant at
+    the best LR takes) is the best on the mean of its seeds."""
+    from sweeps._worker import best_run, study_name
+
+    cfg, storage = grid_sweep(tmp_path, corpus_file, 2)
+    run_sweep(cfg, storage, workers=1, threads=1, progress=False)
+    runs = pd.read_csv(export(cfg, storage, tmp_path / "out")[0])
+    assert len(runs) == 4 and (runs["seed"] == 0).all()
+
+    path = cfg.path
+    path.write_text(path.read_text().replace("grid_points = 2", "grid_points = 2\nseeds = [0, 3]"))
+    cfg2 = load_config(path)
+    assert cfg2.n_planned() == 8
+    run_sweep(cfg2, storage, workers=1, threads=1, progress=False)
+    runs_path, _, missing = export(cfg2, storage, tmp_path / "out2")
+    runs2 = pd.read_csv(runs_path)
+    assert missing == 0 and len(runs2) == 8 and len(_trials(storage)) == 8  # nothing ran twice
+    kept = runs2.set_index("run_id").loc[runs["run_id"], "loss"].to_numpy()
+    np.testing.assert_array_equal(kept, runs["loss"].to_numpy())
+    points = runs2.assign(lr=runs2["lr"].round(12)).groupby(["lr", "batch_tokens"])["seed"]
+    assert points.apply(sorted).tolist() == [[0, 3]] * 4
+    # replicates differ (another initialization and data order), one per seed
+    by_seed = runs2.assign(lr=runs2["lr"].round(12)).pivot_table(
+        index=["lr", "batch_tokens"], columns="seed", values="loss"
+    )
+    assert (by_seed[0] != by_seed[3]).all()
+    # the cell's best point by the geometric mean of its two seeds
+    study = optuna.load_study(study_name=study_name(cfg2, cfg2.cells()[0]), storage=storage)
+    best = best_run(study.get_trials(deepcopy=False))
+    means = np.exp(np.log(by_seed).mean(axis=1))
+    assert best["seeds"] == 2 and best["loss"] == pytest.approx(means.min(), rel=1e-9)
+    assert (round(best["lr"], 12), best["batch_tokens"]) == means.idxmin()
+    status = sweep_status(cfg2, storage)[0]
+    assert status["planned"] == status["finished"] == 8
+    # A seed dropped from the config does not stand in for the new one's points; its runs are
+    # still exported (no run is lost).
+    path.write_text(path.read_text().replace("seeds = [0, 3]", "seeds = [0, 4]"))
+    cfg3 = load_config(path)
+    assert sweep_status(cfg3, storage)[0]["finished"] == 4
+    run_sweep(cfg3, storage, workers=1, threads=1, progress=False)
+    runs3 = pd.read_csv(export(cfg3, storage, tmp_path / "out3")[0])
+    assert sorted(runs3["seed"].value_counts().items()) == [(0, 4), (3, 4), (4, 4)]
+    assert sweep_status(cfg3, storage)[0]["finished"] == 8
