@@ -154,16 +154,11 @@ def _seed_means(laws, test, group, curves, lrs_of, skip_frac, n_params, fitted_o
             lrs_of[r].size != lrs_of[rids[0]].size for r in rids
         ):
             continue
-        observed = [_observed(curves, r, lrs_of[r], skip_frac) for r in rids]
-        steps = observed[0][0]
-        for st, _ in observed[1:]:
-            steps = np.intersect1d(steps, st)
+        steps, loss = _mean_curve(curves, rids, lrs_of, skip_frac)
         if not steps.size:
             continue
-        logs = [np.log(lo[np.isin(st, steps)]) for st, lo in observed]
-        loss = np.exp(np.mean(logs, axis=0))
         lrs = lrs_of[rids[0]]
-        names = ", ".join(str(int(x)) for x in sorted(seeds.loc[rids].unique()))
+        names = _seed_names(seeds.loc[rids])
         row = _schedule_row(
             laws,
             lrs,
@@ -178,6 +173,21 @@ def _seed_means(laws, test, group, curves, lrs_of, skip_frac, n_params, fitted_o
         )
         rows.append(row)
     return rows
+
+
+def _mean_curve(curves, rids, lrs_of, skip_frac) -> tuple[np.ndarray, np.ndarray]:
+    """The mean curve of replicates (runs of one schedule, peak LR, batch and length at several
+    seeds): exp(mean log loss) at the scored steps every one of them logged."""
+    observed = [_observed(curves, r, lrs_of[r], skip_frac) for r in rids]
+    steps = observed[0][0]
+    for st, _ in observed[1:]:
+        steps = np.intersect1d(steps, st)
+    logs = [np.log(lo[np.isin(st, steps)]) for st, lo in observed]
+    return steps, np.exp(np.mean(logs, axis=0)) if steps.size else np.array([])
+
+
+def _seed_names(seeds) -> str:
+    return ", ".join(str(int(x)) for x in sorted(seeds.unique()))
 
 
 def _schedule_row(laws, lrs, steps, loss, *, experiment, run_id, schedule, lr, n_params, fitted_on):
@@ -200,6 +210,47 @@ def _schedule_row(laws, lrs, steps, loss, *, experiment, run_id, schedule, lr, n
         "scatter_floor": _scatter_floor(loss),
         "interval_coverage": _coverage(band, loss),
         "fitted_mean_rel_err": _errors(ref.predict(lrs, steps), loss)[0],
+    }
+
+
+def _size_row(
+    laws,
+    banded,
+    lrs,
+    batch_tokens,
+    steps,
+    loss,
+    *,
+    experiment,
+    run_id,
+    n_params,
+    schedule,
+    lr,
+    fitted_on,
+):
+    """One row of the held-out-size table: the cross-size law's prediction of `loss` at
+    `steps`; laws is (the law fitted without the largest size, the same law fitted on every
+    size: the floor of the smooth law, whose residual map would give a fitted curve back)."""
+    law, ref = laws
+    pred, band = _predicted(law.predict, banded, n_params, lrs, batch_tokens, steps=steps)
+    mean, worst = _errors(pred, loss)
+    alone = law.predict(n_params, lrs, batch_tokens, steps=steps, corrected=False)
+    ref_pred = ref.predict(n_params, lrs, batch_tokens, steps=steps, corrected=False)
+    return {
+        "experiment": experiment,
+        "run_id": run_id,
+        "n_params": n_params,
+        "schedule": schedule,
+        "lr": lr,
+        "fitted_on": fitted_on,
+        "n_points": int(steps.size),
+        "mean_rel_err": mean,
+        "max_rel_err": worst,
+        "target": SIZE_TARGET,
+        "law_alone_mean_rel_err": _errors(alone, loss)[0],
+        "fitted_mean_rel_err": _errors(ref_pred, loss)[0],
+        "scatter_floor": _scatter_floor(loss),
+        "interval_coverage": _coverage(band, loss),
     }
 
 
@@ -304,43 +355,64 @@ def backtest(
         ref = CrossSizeTrajectoryLaw(n_bootstrap=0, skip_frac=skip_frac, seed=seed).fit(
             runs[runs["run_id"].astype(str).isin(ok.index)], curves
         )
-        for rid in ok.index[ok["n_params"] == largest]:
-            row = ok.loc[rid]
+        fitted_sizes = ", ".join(f"{int(n):,}" for n in sizes[:-1])
+        laws = (law, ref)
+        labels = {
+            "n_params": int(largest),
+            "fitted_on": f"all runs (schedules, LRs) at n_params {fitted_sizes}",
+        }
+        big = ok[ok["n_params"] == largest]
+        for rid in big.index:
+            row = big.loc[rid]
             steps, loss = _observed(curves, rid, lrs_of[rid], skip_frac)
-            pred, band = _predicted(
-                law.predict, n_bootstrap > 0, largest, lrs_of[rid], row["batch_tokens"], steps=steps
+            out = _size_row(
+                laws,
+                n_bootstrap > 0,
+                lrs_of[rid],
+                row["batch_tokens"],
+                steps,
+                loss,
+                experiment="held-out size",
+                run_id=rid,
+                schedule=row["schedule"],
+                lr=float(row["lr"]),
+                **labels,
             )
-            mean, worst = _errors(pred, loss)
-            alone = law.predict(
-                largest, lrs_of[rid], row["batch_tokens"], steps=steps, corrected=False
-            )
-            # The floor of the smooth law: its residual map would give a fitted curve back.
-            ref_pred = ref.predict(
-                largest, lrs_of[rid], row["batch_tokens"], steps=steps, corrected=False
-            )
-            fitted_sizes = ", ".join(f"{int(n):,}" for n in sizes[:-1])
-            rows.append(
-                {
-                    "experiment": "held-out size",
-                    "run_id": rid,
-                    "n_params": int(largest),
-                    "schedule": row["schedule"],
-                    "lr": float(row["lr"]),
-                    "fitted_on": f"all runs (schedules, LRs) at n_params {fitted_sizes}",
-                    "n_points": int(steps.size),
-                    "mean_rel_err": mean,
-                    "max_rel_err": worst,
-                    "target": SIZE_TARGET,
-                    "law_alone_mean_rel_err": _errors(alone, loss)[0],
-                    "fitted_mean_rel_err": _errors(ref_pred, loss)[0],
-                    "scatter_floor": _scatter_floor(loss),
-                    "interval_coverage": _coverage(band, loss),
-                }
-            )
+            rows.append(out)
             full = law.predict(largest, lrs_of[rid], row["batch_tokens"])
             label = f"{row['schedule']}, LR {float(row['lr']):.3g}"
             lr = float(row["lr"])
             plots.append(("held-out size", rid, int(largest), steps, loss, full, label, lr))
+        # Replicates (a grid point or a variant run at several seeds: search.seeds, the
+        # variants' seeds): their mean curve scored too, as for held-out schedules.
+        if "seed" in big.columns:
+            peak = {rid: float(lrs_of[rid].max()) for rid in big.index}
+            batch = {rid: float(big.loc[rid, "batch_tokens"]) for rid in big.index}
+            for schedule, grp in big.groupby("schedule", sort=False):
+                for (_, n_steps, bt), rids in _by_lr(list(grp.index), lrs_of, peak, batch).items():
+                    if big.loc[rids, "seed"].nunique() < 2:
+                        continue
+                    steps, loss = _mean_curve(curves, rids, lrs_of, skip_frac)
+                    if not steps.size:
+                        continue
+                    rows.append(
+                        _size_row(
+                            laws,
+                            n_bootstrap > 0,
+                            lrs_of[rids[0]],
+                            bt,
+                            steps,
+                            loss,
+                            experiment="held-out size, mean of seeds",
+                            run_id=(
+                                f"{schedule}, {n_steps * bt:,.0f} tokens, batch {bt:,.0f}: mean "
+                                f"of {len(rids)} runs (seeds {_seed_names(big.loc[rids, 'seed'])})"
+                            ),
+                            schedule=schedule,
+                            lr=float(big.loc[rids[0], "lr"]),
+                            **labels,
+                        )
+                    )
 
     table = pd.DataFrame(rows)
     if not table.empty:
@@ -479,11 +551,12 @@ def _markdown(table, excluded, command: str, seconds: float, skip_frac: float) -
         "point-to-point scatter (fourth differences of log loss, median absolute deviation).",
         "A target below it cannot be met on these curves by any prediction.",
     ]
-    if (table["experiment"] == "held-out schedule, mean of seeds").any():
+    if table["experiment"].str.endswith("mean of seeds").any():
         lines += [
-            "*Mean of seeds*: a held-out schedule run at several seeds (`seeds` of the sweep's",
-            "[[variants]]), scored as the mean of its runs' log losses at the steps they all logged:",
-            "the law predicts the expected curve, and the mean's run-to-run scatter is smaller.",
+            "*Mean of seeds*: a held-out run made at several seeds (`seeds` of the sweep's",
+            "[search] grid or [[variants]]), scored as the mean of its runs' log losses at the",
+            "steps they all logged: the law predicts the expected curve, and the mean's",
+            "run-to-run scatter is smaller.",
         ]
     if banded:
         lines += [

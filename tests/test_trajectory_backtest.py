@@ -317,3 +317,43 @@ def test_replicate_seeds_of_a_held_out_schedule_are_also_scored_as_their_mean():
         experiments=("schedule",),
     )  # fmt: skip
     assert set(plain["experiment"]) == {"held-out schedule"}
+
+
+def test_replicate_seeds_at_the_held_out_size_are_also_scored_as_their_mean():
+    """Every schedule of the largest size run at three seeds (search.seeds on a grid, or the
+    variants' seeds), each seed's curve off the expected one by its own factor (a run's luck,
+    as seeds give): each run is scored, and so is each schedule's mean of seeds, which is no
+    further from the law than its runs are on average (the mean of the seeds' errors, not the
+    mean of their sizes), and here nearer."""
+    rng = np.random.default_rng(11)
+    runs, curves = _sweep(rng)
+    runs["seed"] = 0
+    largest = max(SIZES)
+    phi = np.log([_params_at(largest)[k] for k in PARAM_NAMES])
+    extra_runs, extra_curves = [], []
+    for name in SCHEDULES:
+        spec = ScheduleSpec(name, warmup_steps=20)
+        lrs = spec.lrs(PEAK_LR, STEPS)
+        steps = np.arange(EVERY, STEPS + 1, EVERY)
+        truth = _predict_phi(phi, lrs, steps, 10**6)
+        rid0 = f"n{int(largest)}-{name}"
+        luck0 = math.exp(rng.normal(0, 0.01))
+        curves.loc[curves["run_id"] == rid0, "loss"] *= luck0
+        for seed in (1, 2):
+            rid = f"{rid0}-s{seed}"
+            luck = math.exp(rng.normal(0, 0.01))
+            loss = truth * luck * np.exp(rng.normal(0, NOISE, steps.size))
+            extra_runs.append(dict(run_row(rid, largest, spec, float(loss[-1])), seed=seed))
+            extra_curves.append(pd.DataFrame({"run_id": rid, "step": steps, "loss": loss}))
+    runs = pd.concat([runs, pd.DataFrame(extra_runs)], ignore_index=True)
+    curves = pd.concat([curves, *extra_curves], ignore_index=True)
+    table, _, _ = backtest(runs, curves, experiments=("size",))
+    single = table[table["experiment"] == "held-out size"]
+    means = table[table["experiment"] == "held-out size, mean of seeds"]
+    assert len(single) == 12 and sorted(means["schedule"]) == sorted(SCHEDULES)
+    assert means["run_id"].str.contains(r"mean of 3 runs \(seeds 0, 1, 2\)").all()
+    assert (means["n_params"] == int(largest)).all()
+    for _, row in means.iterrows():
+        alone = single.loc[single["schedule"] == row["schedule"], "mean_rel_err"]
+        assert row["mean_rel_err"] <= alone.mean() + 1e-4
+    assert means["mean_rel_err"].mean() < 0.8 * single["mean_rel_err"].mean()
