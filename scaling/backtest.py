@@ -53,8 +53,8 @@ def grid_loss_at(cell_runs: pd.DataFrame, lr: float, batch_tokens: float) -> tup
     """The loss at (lr, batch_tokens) read off a cell's measured runs: linear interpolation in
     (log lr, log batch) on a full grid (triangulated when the runs are scattered, as a TPE
     sweep leaves them), clamped to the measured range (returns the loss and whether it was
-    clamped). Diverged runs count as the cell's worst finished loss; a repeated setting keeps
-    its best run."""
+    clamped). Diverged runs count as the cell's worst finished loss; a setting run several
+    times (replicates at several seeds) reads as the geometric mean of its runs."""
     from scipy.interpolate import RegularGridInterpolator, griddata
 
     df = cell_runs[~cell_runs["pruned"].to_numpy()] if "pruned" in cell_runs else cell_runs
@@ -67,12 +67,13 @@ def grid_loss_at(cell_runs: pd.DataFrame, lr: float, batch_tokens: float) -> tup
             {
                 "x": np.round(np.log(df["lr"].to_numpy(dtype=float)), 9),
                 "y": np.round(np.log(df["batch_tokens"].to_numpy(dtype=float)), 9),
-                "loss": loss,
+                "loss": np.log(loss),
             }
         )
         .groupby(["x", "y"], as_index=False)["loss"]
-        .min()
+        .mean()
     )
+    pts["loss"] = np.exp(pts["loss"])
     xs, ys = np.unique(pts["x"]), np.unique(pts["y"])
     x = math.log(lr)
     y = math.log(batch_tokens) if np.isfinite(batch_tokens) else float(ys[0])
@@ -105,17 +106,36 @@ def _nominal_tokens(runs: pd.DataFrame) -> pd.Series:
     return runs.groupby("cell")["tokens"].transform("median")
 
 
-def _curve_error(law, row: pd.Series, curves: pd.DataFrame, skip_frac: float):
+def _best_point(cell_runs: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+    """A cell's best setting (LR, batch) and its final loss: the lowest finished run, or where
+    settings were run at several seeds (replicates) the lowest geometric mean over a setting's
+    finished runs; returns that setting's finished runs and the loss."""
+    finished = cell_runs[np.isfinite(cell_runs["loss"].to_numpy(dtype=float))]
+    point = [np.round(np.log(finished["lr"].to_numpy(dtype=float)), 9), finished["batch_tokens"]]
+    means = np.exp(np.log(finished["loss"].astype(float)).groupby(point).mean())
+    at = means.idxmin()
+    mask = (point[0] == at[0]) & (finished["batch_tokens"].to_numpy() == at[1])
+    return finished[mask], float(means.min())
+
+
+def _curve_error(law, runs: pd.DataFrame, curves: pd.DataFrame, skip_frac: float):
+    """The law's error on a setting's curve; several runs of it (seeds) are scored as their
+    mean curve (geometric, at the steps they all logged)."""
     from .trajectory import fitted_steps, lr_schedule_of_run
 
+    row = runs.iloc[0]
     lrs = lr_schedule_of_run(row)
-    c = curves[curves["run_id"] == str(row["run_id"])]
-    c = c[np.isfinite(c["loss"].to_numpy(dtype=float))].sort_values("step")
-    steps = c["step"].to_numpy(dtype=np.int64)
-    keep = fitted_steps(steps, lrs, skip_frac)
-    if not keep.any():
+    logs = []
+    for rid in runs["run_id"].astype(str):
+        c = curves[curves["run_id"] == rid]
+        c = c[np.isfinite(c["loss"].to_numpy(dtype=float))].sort_values("step")
+        st = c["step"].to_numpy(dtype=np.int64)
+        keep = fitted_steps(st, lrs, skip_frac)
+        logs.append(pd.Series(np.log(c["loss"].to_numpy(dtype=float)[keep]), index=st[keep]))
+    both = pd.concat(logs, axis=1, join="inner")
+    if both.empty:
         return None
-    steps, loss = steps[keep], c["loss"].to_numpy(dtype=float)[keep]
+    steps, loss = both.index.to_numpy(dtype=np.int64), np.exp(both.mean(axis=1).to_numpy())
     pred = law.predict(float(row["n_params"]), lrs, float(row["batch_tokens"]), steps=steps)
     rel = np.abs(pred / loss - 1.0)
     alone = law.predict(
@@ -177,9 +197,8 @@ def _one(
     for _, cell in cells.iterrows():
         cell_runs = searched[searched["cell"].astype(str) == str(cell["cell"])]
         n, d = float(cell["n_params"]), float(cell["tokens"])
-        finished = cell_runs[np.isfinite(cell_runs["loss"].to_numpy(dtype=float))]
-        best_run = finished.loc[finished["loss"].idxmin()]
-        best = float(best_run["loss"])
+        best_runs, best = _best_point(cell_runs)
+        best_run = best_runs.iloc[0]
         row: dict[str, Any] = {
             "cell": str(cell["cell"]),
             "n_params": n,
@@ -240,7 +259,7 @@ def _one(
                 if math.isfinite(found):
                     row["loss_opt_in_interval"] = bool(iv[0] <= found <= iv[1])
         if traj is not None:
-            got = _curve_error(traj, best_run, curves, skip_frac)
+            got = _curve_error(traj, best_runs, curves, skip_frac)
             if got is not None:
                 row.update(
                     curve_mean_rel_err_pct=100 * got["mean"],

@@ -43,10 +43,31 @@ def test_grid_loss_at_scattered_runs_and_repeats():
     value, clamped = grid_loss_at(partial, 1e-3, 1024)  # outside the hull: nearest run
     assert math.isfinite(value) and clamped
     repeated = pd.concat([cell, cell.assign(loss=cell["loss"] + 1.0)])
-    assert grid_loss_at(repeated, 2e-3, 1024)[0] == pytest.approx(2.0)  # the best repeat
+    # a setting run twice (replicates at two seeds): the geometric mean of its runs
+    assert grid_loss_at(repeated, 2e-3, 1024)[0] == pytest.approx(math.sqrt(2.0 * 3.0))
     line = cell[cell["batch_tokens"] == 1024]
     value, _ = grid_loss_at(line, math.sqrt(8e-6), 4096)  # one batch size: along lr only
     assert value == pytest.approx(2.0 + 0.5 * math.log(2) ** 2)
+
+
+def test_best_point_ranks_replicated_settings_by_their_mean():
+    """With seeds (search.seeds), a cell's best setting is the one with the lowest mean over
+    its seeds, not the one holding the single luckiest run."""
+    from scaling.backtest import _best_point
+
+    runs = pd.DataFrame(
+        {
+            "run_id": ["a0", "a1", "b0", "b1", "c0"],
+            "lr": [1e-3, 1e-3, 2e-3, 2e-3, 4e-3],
+            "batch_tokens": [1024] * 5,
+            "loss": [2.00, 2.40, 2.10, 2.12, math.nan],  # a: luckiest run, b: best mean
+        }
+    )
+    best_runs, best = _best_point(runs)
+    assert list(best_runs["run_id"]) == ["b0", "b1"]
+    assert best == pytest.approx(math.sqrt(2.10 * 2.12))
+    best_runs, best = _best_point(runs[runs["run_id"] != "a1"])  # one seed each: the best run
+    assert list(best_runs["run_id"]) == ["a0"] and best == 2.0
 
 
 def test_backtest_on_a_known_law_is_accurate():
@@ -171,10 +192,17 @@ def test_curve_error_reports_the_law_alone_beside_the_corrected_curve():
     from scaling.backtest import _curve_error
 
     law, runs, curves, held = quick_held_out()
-    best = runs[held & (runs["schedule"] == "cosine")].sort_values("loss").iloc[0]
+    best = runs[held & (runs["schedule"] == "cosine")].sort_values("loss").iloc[[0]]
     got = _curve_error(law, best, curves, 0.25)
     assert 0 < got["mean"] < got["mean_alone"]
-    assert got["pred_full"].size == int(best["steps"])
+    assert got["pred_full"].size == int(best["steps"].iloc[0])
+    # Two runs of the setting (seeds) are scored as their geometric mean curve.
+    rid = str(best["run_id"].iloc[0])
+    twin = curves[curves["run_id"] == rid].assign(run_id="twin")
+    twin["loss"] *= 1.02
+    both = pd.concat([best, best.assign(run_id="twin")])
+    got2 = _curve_error(law, both, pd.concat([curves, twin]), 0.25)
+    np.testing.assert_allclose(got2["loss"], got["loss"] * math.sqrt(1.02), rtol=1e-12)
 
 
 def test_a_single_budget_refit_gives_no_loss_interval_at_the_held_out_budget(tmp_path):
