@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -303,6 +304,9 @@ class _Curve:
     log_loss: np.ndarray
     terms: _Terms
     design: np.ndarray  # (7, n_theta)
+    # The curve's share of the fit: 1, or 1/k for each of k replicates of one setting (seeds),
+    # so that a setting weighs the same however many seeds it was run at.
+    weight: float = 1.0
 
 
 # A tie-breaker, not a belief: where the data leave (beta, gamma) flat (curves at one peak LR),
@@ -331,7 +335,7 @@ def _objective(theta: np.ndarray, curves: list[_Curve], delta: float, targets=No
         bad = ~(loss > 0)
         safe = np.where(bad, 1e-12, loss)
         r = np.log(safe) - y
-        w = 1.0 / (loss.size * delta**2)
+        w = cv.weight / (loss.size * delta**2)
         total += w * float(np.sum(huber(delta, r))) + 1e6 * float(bad.sum())
         dr = np.clip(r, -delta, delta) / safe
         dr[bad] = 0.0
@@ -339,7 +343,13 @@ def _objective(theta: np.ndarray, curves: list[_Curve], delta: float, targets=No
     if not math.isfinite(total):
         return 1e30, np.zeros_like(theta)
     prior, prior_grad = _prior(theta, curves)
-    return total / len(curves) + prior, grad / len(curves) + prior_grad
+    n = _total_weight(curves)
+    return total / n + prior, grad / n + prior_grad
+
+
+def _total_weight(curves: list[_Curve]) -> float:
+    """The number of curves, each replicate of a setting counted as 1/k of one."""
+    return float(sum(cv.weight for cv in curves))
 
 
 class _Fit:
@@ -386,7 +396,13 @@ class _Problem:
         self.curves, self.delta = curves, delta
         self.ys = [cv.log_loss if targets is None else targets[i] for i, cv in enumerate(curves)]
         n_data = sum(y.size for y in self.ys)
-        weights = np.concatenate([np.full(y.size, 1.0 / (y.size * len(curves))) for y in self.ys])
+        n = _total_weight(curves)
+        weights = np.concatenate(
+            [
+                np.full(y.size, cv.weight / (y.size * n))
+                for cv, y in zip(curves, self.ys, strict=True)
+            ]
+        )
         self.rho = _huber_rho(weights, n_data, _PRIOR_WEIGHT)
         self.prior_rows = np.array([curves[0].design[row] for row in _PRIOR_LOG_MEAN])
         self.prior_means = np.array(list(_PRIOR_LOG_MEAN.values()))
@@ -957,6 +973,15 @@ class CrossSizeTrajectoryLaw:
         )
         if not data:
             raise ValueError("runs/curves: no finished run with logged losses after warmup")
+        # Replicates (runs of one size, batch and per-step LR schedule at several seeds) share
+        # their setting's weight: a setting counts once however many seeds it was run at, so a
+        # sweep part-way through adding seeds is not pulled toward the settings done first.
+        setting = {
+            cv.run_id: (n_of[cv.run_id], bt_of[cv.run_id], schedules[cv.run_id].tobytes())
+            for cv, _, _ in data
+        }
+        k = Counter(setting.values())
+        data = [(replace(cv, weight=1.0 / k[setting[cv.run_id]]), peak, n) for cv, peak, n in data]
         fits = [cv for cv, _, _ in data]
         self.run_ids_ = [cv.run_id for cv in fits]
         bounds = self._bounds(fits)

@@ -472,6 +472,39 @@ def test_annealing_saturation_is_none_without_an_lr_drop():
     assert law.annealing_saturation_ is None
 
 
+def test_cross_size_fit_weighs_a_setting_once_however_many_seeds_ran_it(monkeypatch):
+    """Replicates of one setting (size, batch, schedule: seeds of a grid point) share its
+    weight. Copies of the runs of one size, as a sweep part-way through adding seeds holds,
+    leave the law where it was; weighed as runs of their own, they pull it toward that size."""
+    import collections
+
+    import scaling.trajectory as trajectory
+
+    rng = np.random.default_rng(6)
+    runs, curves = _tables([2.5e5, 1e6, 4e6], ["cosine", "step"], rng)
+    settings = {"n_starts": 2, "n_bootstrap": 0, "max_segments": SEGMENTS, "seed": 0}
+    base = CrossSizeTrajectoryLaw(**settings).fit(runs, curves)
+    one = runs[runs["n_params"] == 1e6]
+    runs3, curves3 = [runs], [curves]
+    for seed in (1, 2):
+        runs3.append(one.assign(run_id=one["run_id"] + f"-s{seed}", seed=seed))
+        for rid in one["run_id"]:
+            curves3.append(curves[curves["run_id"] == rid].assign(run_id=f"{rid}-s{seed}"))
+    runs3 = pd.concat(runs3, ignore_index=True)
+    curves3 = pd.concat(curves3, ignore_index=True)
+    law = CrossSizeTrajectoryLaw(**settings).fit(runs3, curves3)
+    assert law.n_runs_ == len(runs) + 2 * len(one)
+    np.testing.assert_allclose(law.theta_, base.theta_, atol=1e-4)
+
+    class EachOnce(collections.Counter):  # every run a setting of its own
+        def __getitem__(self, key):
+            return 1
+
+    monkeypatch.setattr(trajectory, "Counter", EachOnce)
+    unweighted = CrossSizeTrajectoryLaw(**settings).fit(runs3, curves3)
+    assert np.max(np.abs(unweighted.theta_ - base.theta_)) > 1e-3
+
+
 def _fit_problem(synthetic, names=("constant", "cosine", "wsd")):
     from scaling.trajectory import _N_LOCAL, _collect, _local_bounds
 
@@ -488,12 +521,18 @@ def _fit_problem(synthetic, names=("constant", "cosine", "wsd")):
     return fits, _local_bounds(min_loss)
 
 
-def test_the_least_squares_form_is_the_huber_objective(synthetic):
+@pytest.mark.parametrize("weights", [None, (1.0, 0.5, 0.5)])
+def test_the_least_squares_form_is_the_huber_objective(synthetic, weights):
     """The fit minimizes `_objective` as robust least squares: 0.5 * sum(rho(f^2)) equals the
-    objective, and the Jacobian equals finite differences of the residuals."""
+    objective, and the Jacobian equals finite differences of the residuals; also with curves
+    weighted as replicates are (1/k each)."""
+    from dataclasses import replace
+
     from scaling.trajectory import _objective, _Problem
 
     fits, bounds = _fit_problem(synthetic)
+    if weights is not None:
+        fits = [replace(cv, weight=w) for cv, w in zip(fits, weights, strict=True)]
     rng = np.random.default_rng(0)
     truth = np.log([TRUE[k] for k in PARAM_NAMES])
     for scale in (
