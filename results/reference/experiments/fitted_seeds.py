@@ -10,8 +10,11 @@ curve of its seeds) three times:
 1. replicates at width 144 only: the law is the backtest's, and the mean-of-seeds rows check
    the backtest's new scoring against size_seeds.py (session 20);
 2. replicates at the fitted widths too (the high-LR grid points, 0.02 and 0.04, at 3M and 6M
-   tokens, seeds 1 and 2): fitted as runs of their own, so a replicated point weighs 3 times;
-3. as 2, but each replicated fitted point fitted once, on the mean curve of its seeds.
+   tokens, and the 12M reruns, seeds 1 and 2), fitted as runs, each setting's replicates sharing
+   its weight (as the cross-size law does since session 21);
+2u. as 2, each replicate weighed as a run of its own (a replicated setting weighs 3 times: the
+   fit before session 21; `fitted_seeds.py 2u`, not run by default);
+3. as 2, but each replicated fitted setting fitted once, on the mean curve of its seeds.
 """
 
 import sys
@@ -80,11 +83,23 @@ def report(label, runs, curves):
 if "1" in parts:
     r1, c1 = with_reruns(R, runs, curves, keep=lambda r: width(r) == 144)
     report("1. replicates at width 144 only", r1, c1)
-if "2" in parts or "3" in parts:
+if {"2", "2u", "3"} & set(parts):
     r2, c2 = with_reruns(R, runs, curves)
     print(f"\nreplicate runs added: {len(r2) - len(runs)}")
     if "2" in parts:
         report("2. replicates at every width, fitted as runs", r2, c2)
+    if "2u" in parts:
+        import collections
+
+        import scaling.trajectory
+
+        class EachOnce(collections.Counter):  # every run a setting of its own
+            def __getitem__(self, key):
+                return 1
+
+        scaling.trajectory.Counter = EachOnce
+        report("2u. replicates at every width, each weighed as a run of its own", r2, c2)
+        scaling.trajectory.Counter = collections.Counter
     if "3" in parts:
         r3, c3 = mean_of_replicates(r2, c2)
         report("3. replicates at every width, each fitted point on its seeds' mean", r3, c3)
