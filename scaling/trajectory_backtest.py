@@ -190,11 +190,8 @@ def _seed_names(seeds) -> str:
     return ", ".join(str(int(x)) for x in sorted(seeds.unique()))
 
 
-def _schedule_row(laws, lrs, steps, loss, *, experiment, run_id, schedule, lr, n_params, fitted_on):
-    """One row of the held-out-schedule table: the law's prediction of `loss` at `steps`; laws is
-    (the law, the same law with the held-out curves fitted too)."""
-    law, ref = laws
-    pred, band = _predicted(law.predict, law.n_bootstrap > 0, lrs, steps)
+def _row(pred, loss, experiment, run_id, n_params, schedule, lr, fitted_on, target):
+    """The columns every row of the table has: what was scored, and the prediction's error."""
     mean, worst = _errors(pred, loss)
     return {
         "experiment": experiment,
@@ -202,11 +199,30 @@ def _schedule_row(laws, lrs, steps, loss, *, experiment, run_id, schedule, lr, n
         "n_params": n_params,
         "schedule": schedule,
         "lr": lr,
-        "fitted_on": f"{fitted_on} (same size, peak LR, length, batch)",
-        "n_points": int(steps.size),
+        "fitted_on": fitted_on,
+        "n_points": int(loss.size),
         "mean_rel_err": mean,
         "max_rel_err": worst,
-        "target": SCHEDULE_TARGET,
+        "target": target,
+    }
+
+
+def _schedule_row(laws, lrs, steps, loss, *, experiment, run_id, schedule, lr, n_params, fitted_on):
+    """One row of the held-out-schedule table: the law's prediction of `loss` at `steps`; laws is
+    (the law, the same law with the held-out curves fitted too)."""
+    law, ref = laws
+    pred, band = _predicted(law.predict, law.n_bootstrap > 0, lrs, steps)
+    return _row(
+        pred,
+        loss,
+        experiment,
+        run_id,
+        n_params,
+        schedule,
+        lr,
+        f"{fitted_on} (same size, peak LR, length, batch)",
+        SCHEDULE_TARGET,
+    ) | {
         "scatter_floor": _scatter_floor(loss),
         "interval_coverage": _coverage(band, loss),
         "fitted_mean_rel_err": _errors(ref.predict(lrs, steps), loss)[0],
@@ -233,20 +249,9 @@ def _size_row(
     size: the floor of the smooth law, whose residual map would give a fitted curve back)."""
     law, ref = laws
     pred, band = _predicted(law.predict, banded, n_params, lrs, batch_tokens, steps=steps)
-    mean, worst = _errors(pred, loss)
     alone = law.predict(n_params, lrs, batch_tokens, steps=steps, corrected=False)
     ref_pred = ref.predict(n_params, lrs, batch_tokens, steps=steps, corrected=False)
-    return {
-        "experiment": experiment,
-        "run_id": run_id,
-        "n_params": n_params,
-        "schedule": schedule,
-        "lr": lr,
-        "fitted_on": fitted_on,
-        "n_points": int(steps.size),
-        "mean_rel_err": mean,
-        "max_rel_err": worst,
-        "target": SIZE_TARGET,
+    return _row(pred, loss, experiment, run_id, n_params, schedule, lr, fitted_on, SIZE_TARGET) | {
         "law_alone_mean_rel_err": _errors(alone, loss)[0],
         "fitted_mean_rel_err": _errors(ref_pred, loss)[0],
         "scatter_floor": _scatter_floor(loss),
