@@ -121,21 +121,15 @@ def _best_point(cell_runs: pd.DataFrame) -> tuple[pd.DataFrame, float]:
 def _curve_error(law, runs: pd.DataFrame, curves: pd.DataFrame, skip_frac: float):
     """The law's error on a setting's curve; several runs of it (seeds) are scored as their
     mean curve (geometric, at the steps they all logged)."""
-    from .trajectory import fitted_steps, lr_schedule_of_run
+    from .trajectory import lr_schedule_of_run
+    from .trajectory_backtest import _mean_curve
 
     row = runs.iloc[0]
     lrs = lr_schedule_of_run(row)
-    logs = []
-    for rid in runs["run_id"].astype(str):
-        c = curves[curves["run_id"] == rid]
-        c = c[np.isfinite(c["loss"].to_numpy(dtype=float))].sort_values("step")
-        st = c["step"].to_numpy(dtype=np.int64)
-        keep = fitted_steps(st, lrs, skip_frac)
-        logs.append(pd.Series(np.log(c["loss"].to_numpy(dtype=float)[keep]), index=st[keep]))
-    both = pd.concat(logs, axis=1, join="inner")
-    if both.empty:
+    rids = list(runs["run_id"].astype(str))
+    steps, loss = _mean_curve(curves, rids, dict.fromkeys(rids, lrs), skip_frac)
+    if not steps.size:
         return None
-    steps, loss = both.index.to_numpy(dtype=np.int64), np.exp(both.mean(axis=1).to_numpy())
     pred = law.predict(float(row["n_params"]), lrs, float(row["batch_tokens"]), steps=steps)
     rel = np.abs(pred / loss - 1.0)
     alone = law.predict(
