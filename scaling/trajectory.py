@@ -1002,8 +1002,11 @@ class CrossSizeTrajectoryLaw:
         return self
 
     def _residual_map(self, fits, schedules, n_of, bt_of) -> ResidualMap | None:
-        """Each fitted run's log residual along its progress (see scaling._residual_map)."""
-        coords, profiles, resid = [], [], []
+        """Each fitted setting's log residual along its progress (see scaling._residual_map).
+        Replicates (one size, batch and per-step LR schedule at several seeds) make one entry,
+        the mean of their residuals: a setting counts once in the map's kernel average, as it
+        does in the fit, however many seeds ran it."""
+        coords, profiles, resid, where = [], [], [], {}
         for cv in fits:
             lrs = schedules[cv.run_id]
             pred = _predict_phi(cv.design @ self.theta_, lrs, cv.steps, self.max_segments)
@@ -1012,6 +1015,12 @@ class CrossSizeTrajectoryLaw:
             if not np.all(np.isfinite(r)):
                 continue  # the law gives no positive loss here: nothing to correct against
             bt = bt_of[cv.run_id]
+            on_grid = residual_on_grid(cv.steps, lrs.size, r)
+            setting = (n_of[cv.run_id], bt, lrs.tobytes())
+            if setting in where:
+                resid[where[setting]].append(on_grid)
+                continue
+            where[setting] = len(coords)
             coords.append(
                 [
                     math.log(n_of[cv.run_id]),
@@ -1021,7 +1030,8 @@ class CrossSizeTrajectoryLaw:
                 ]
             )
             profiles.append(residual_profile(lrs))
-            resid.append(residual_on_grid(cv.steps, lrs.size, r))
+            resid.append([on_grid])
+        resid = [np.mean(rs, axis=0) for rs in resid]
         return ResidualMap(coords, profiles, resid) if coords else None
 
     def _bounds(self, fits: list[_Curve]) -> list[tuple[float, float]]:

@@ -424,16 +424,19 @@ class Worker:
         lowest place 0..n_trials-1 that no holding trial has."""
         if "slot" in trial.user_attrs:
             return int(trial.user_attrs["slot"])
-        others = [
-            t for t in study.get_trials(deepcopy=False, states=HOLDING) if t.number != trial.number
-        ]
+        held = study.get_trials(deepcopy=False, states=HOLDING)
+        others = [t for t in held if t.number != trial.number]
         if is_grid(self.cfg, cell):
             points = grid_points(self.cfg, cell)
             # (A trial claimed a moment ago has no parameters yet, they are drawn after the
             # planning lock is released, but its slot's point is taken all the same.)
             taken = set(map(trial_point_keyer(self.cfg, cell), others))
             free = [i for i, p in enumerate(points) if grid_point_key(p) not in taken]
-            slot = free[0] if free else len(taken) % len(points)
+            # A retry from before slots has fixed parameters: it takes its own point's slot.
+            fixed = [_trial_params(t) for t in held if t.number == trial.number]
+            own = grid_point_key(fixed[0], self.cfg.seed) if fixed and fixed[0] else None
+            mine = [i for i in free if grid_point_key(points[i]) == own]
+            slot = (mine or free)[0] if free else len(taken) % len(points)
         else:
             used = {int(t.user_attrs["slot"]) for t in others if "slot" in t.user_attrs}
             slot = next(i for i in range(cell.n_trials + len(used) + 1) if i not in used)
@@ -538,6 +541,21 @@ class Worker:
             "worker": f"{socket.gethostname()}:{os.getpid()}",
         }
 
+    def _check_grid_point(self, cell: Cell, slot: int, row: dict[str, Any]) -> None:
+        """A grid trial must train at its slot's point. Progress counts a grid point by what its
+        runs recorded, so a run elsewhere would leave the point open and the planning loop would
+        make trials for it without end: stop with the mismatch instead."""
+        points = grid_points(self.cfg, cell)
+        want = points[slot % len(points)]
+        if grid_point_key(row) != grid_point_key(want):
+            raise RuntimeError(
+                f"grid cell {cell.name!r}: trial {row['trial_number']} holds grid slot {slot} "
+                f"(lr={want['lr']:.6g}, batch_tokens={want['batch_tokens']}, "
+                f"seed={want['seed']}) but would train at lr={row['lr']:.6g}, "
+                f"batch_tokens={row['batch_tokens']}, seed={row['seed']}; the sweep stops "
+                "rather than plan the point again"
+            )
+
     def _train_trial(
         self, trial: optuna.Trial, cell: Cell, slot: int, by_name: dict[str, Cell]
     ) -> float:
@@ -547,6 +565,8 @@ class Worker:
             lr, batch_tokens, seed = self._hyperparameters(trial, cell, slot, by_name)
         tc = self._train_config(cell, lr, batch_tokens, seed)
         base = self._base_row(trial, cell, tc)
+        if is_grid(self.cfg, cell):
+            self._check_grid_point(cell, slot, base)
         steps = tc.steps
         lrs = tc.schedule.lrs(tc.lr, steps)
         evals: list[tuple[int, int, float]] = []

@@ -362,6 +362,59 @@ def test_grid_slot_claimed_but_not_yet_sampled_is_taken(tmp_path, corpus_file):
     assert len({grid_point_key(points[i]) for i in slots}) == 3
 
 
+def test_a_retry_from_before_slots_takes_its_own_points_slot(tmp_path, corpus_file):
+    """A waiting trial with fixed parameters and no slot (a retry enqueued before trials had
+    slots) is given the slot of its own point, not the first free one, so it runs where its
+    slot says."""
+    from sweeps._worker import Worker, grid_point_key, grid_points
+
+    cfg, storage = grid_sweep(tmp_path, corpus_file, 2)
+    worker = Worker(cfg, storage, threads=1)
+    cell = worker.cells[0]
+    study = worker.study(cell)
+    points = grid_points(cfg, cell)
+    last = points[-1]  # not the first free point
+    study.enqueue_trial({"lr": last["lr"], "batch_tokens": last["batch_tokens"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        trial = study.ask()
+    slot = worker._assign_slot(study, trial, cell)
+    assert slot == len(points) - 1
+    assert grid_point_key(points[slot]) == grid_point_key(last)
+
+
+def test_a_grid_trial_off_its_slots_point_stops_the_sweep(tmp_path, corpus_file, monkeypatch):
+    """A grid trial that would train elsewhere than its slot's point (here: at the sweep's seed
+    instead of its slot's) stops the sweep with the mismatch. Progress counts a point by what
+    its runs recorded, so such a run would leave the point open and the planning loop would
+    make trials for it without end (as it did under this very mutation)."""
+    from sweeps._worker import Worker
+
+    cfg, storage = grid_sweep(tmp_path, corpus_file, 2)
+    cfg.path.write_text(
+        cfg.path.read_text().replace("grid_points = 2", "grid_points = 2\nseeds = [0, 3]")
+    )
+    cfg = load_config(cfg.path)
+    real = Worker._hyperparameters
+
+    def at_the_sweeps_seed(self, trial, cell, slot, by_name):
+        lr, batch_tokens, _ = real(self, trial, cell, slot, by_name)
+        return lr, batch_tokens, self.cfg.seed
+
+    monkeypatch.setattr(Worker, "_hyperparameters", at_the_sweeps_seed)
+    worker = Worker(cfg, storage, threads=1)
+    # Seed 0's four points run as planned; the first of seed 3's stops the sweep (without the
+    # check, nine trials would run and return, seed 3's points never covered).
+    with pytest.raises(
+        RuntimeError, match=r"holds grid slot 4 \(.*seed=3\) but would train at .*seed=0"
+    ):
+        worker.run(max_trials=9)
+    assert worker.trials_run == 4
+    states = [t.state for t in _trials(storage)]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 4
+    assert states.count(optuna.trial.TrialState.FAIL) == 1
+
+
 def test_grid_sweep_interrupted_then_resumed_covers_every_point_once(
     tmp_path, corpus_file, monkeypatch
 ):

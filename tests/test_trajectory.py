@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -503,6 +504,51 @@ def test_cross_size_fit_weighs_a_setting_once_however_many_seeds_ran_it(monkeypa
     monkeypatch.setattr(trajectory, "Counter", EachOnce)
     unweighted = CrossSizeTrajectoryLaw(**settings).fit(runs3, curves3)
     assert np.max(np.abs(unweighted.theta_ - base.theta_)) > 1e-3
+
+
+def test_the_residual_map_keeps_one_entry_per_setting_the_mean_of_its_seeds():
+    """Replicates of a setting make one entry of the residual map, the mean of their log
+    residuals (as they share one weight in the fit): a replicated point does not outweigh an
+    unreplicated neighbour in the map's kernel average."""
+    from dataclasses import replace
+
+    from scaling.trajectory import _collect, lr_schedule_of_run
+
+    rng = np.random.default_rng(6)
+    runs, curves = _tables([2.5e5, 1e6, 4e6], ["cosine", "step"], rng)
+    law = CrossSizeTrajectoryLaw(n_starts=2, n_bootstrap=0, max_segments=SEGMENTS, seed=0)
+    law.fit(runs, curves)
+    by_id = runs.set_index("run_id")
+    schedules = {rid: lr_schedule_of_run(row) for rid, row in by_id.iterrows()}
+    n_of = by_id["n_params"].astype(float).to_dict()
+    bt_of = by_id["batch_tokens"].astype(float).to_dict()
+    design = lambda rid: law._design(n_of[rid], bt_of[rid], float(schedules[rid].max()))  # noqa: E731
+    fits = [cv for cv, _, _ in _collect(curves, schedules, SEGMENTS, design, law.skip_frac)]
+    base = law._residual_map(fits, schedules, n_of, bt_of)
+    assert base.resid.shape[0] == len(runs)
+    # Two more seeds of the 1e6 runs, 3% above and 1.5% below in loss: the mean of the three
+    # moves each such entry by log(1.03 * 0.985) / 3 and leaves the others as they were.
+    shifted = {"n1000000-cosine", "n1000000-step"}
+    extra = []
+    for cv in fits:
+        if cv.run_id in shifted:
+            for seed, factor in ((1, 1.03), (2, 0.985)):
+                rid = f"{cv.run_id}-s{seed}"
+                schedules[rid], n_of[rid], bt_of[rid] = (
+                    schedules[cv.run_id],
+                    n_of[cv.run_id],
+                    bt_of[cv.run_id],
+                )
+                extra.append(replace(cv, run_id=rid, log_loss=cv.log_loss + math.log(factor)))
+    merged = law._residual_map(fits + extra, schedules, n_of, bt_of)
+    assert merged.resid.shape == base.resid.shape
+    np.testing.assert_array_equal(merged.coords, base.coords)
+    moved = np.isclose(merged.coords[:, 0], round(math.log(1e6), 6))
+    assert moved.sum() == 2
+    np.testing.assert_allclose(
+        merged.resid[moved] - base.resid[moved], math.log(1.03 * 0.985) / 3, atol=2e-6
+    )
+    np.testing.assert_array_equal(merged.resid[~moved], base.resid[~moved])
 
 
 def _fit_problem(synthetic, names=("constant", "cosine", "wsd")):
