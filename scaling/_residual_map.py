@@ -4,8 +4,15 @@ The law misses a sweep's curves mostly where it misfits the same grid point (pea
 tokens, schedule) at every size: its smooth forms in N and LR cannot follow every bend of the
 data. So the log residual of each fitted run, log(measured) - log(law), along the run's
 progress (step / total steps), is kept; a prediction is multiplied by exp(r), r interpolated
-from the fitted runs of the two sizes nearest the query in log N among those whose runs come
-closest to it (in schedule shape, peak LR, batch and tokens).
+from the fitted runs of the one or two sizes nearest the query in log N among those whose runs
+come closest to it (in schedule shape, peak LR, batch and tokens).
+
+How many sizes are read is chosen from the map's own rows (`choose_sizes_read`): each fitted size
+beyond the two smallest is predicted from the smaller sizes' rows, reading the nearest one or the
+nearest two, and the count whose transfer misses those sizes' residuals less is kept. Where the
+law's misfit drifts with N (a sweep whose seed gives each width its own luck), the nearest size
+alone carries it best; where the misfit at each grid point is much the same at every size and
+noisy, the mean of two sizes does.
 
 Between the grid's points r is a Gaussian-kernel average (Nadaraya-Watson) in log peak LR, log
 batch, log tokens and the schedule's shape (LR / peak LR at 16 points of the run), with each
@@ -39,8 +46,12 @@ _BANDWIDTH_OF_STEP = 1 / 3
 # the law alone enters the average as a pseudo-run at 4.5 bandwidths (1.5 grid steps in
 # tokens and shape, 0.75 in LR and batch): past that the correction fades out
 _PRIOR_WEIGHT = math.exp(-0.5 * 4.5**2)
-# how many of the fitted sizes, nearest the query in log N, are averaged
-N_SIZES = 2
+# how many of the fitted sizes, nearest the query in log N, may be averaged (choose_sizes_read
+# picks from these; the last is kept where the map has too few sizes to tell, as before)
+SIZES_READ = (1, 2)
+# the progress (step / total steps) from which choose_sizes_read compares residuals: the part of
+# a run the fit and the backtests judge (the first quarter is the initial transient)
+_JUDGED_FROM = 0.25
 # The support from which a correction counts as moving the curve (below it the curve is the
 # law alone to within 1% of the like runs' misfit): what the CLI and the web page show.
 MATERIAL_SUPPORT = 0.01
@@ -109,6 +120,20 @@ class ResidualMap:
             ]
         )
         self.profile_bandwidth = _PROFILE_STEP * _BANDWIDTH_OF_STEP
+        self.n_sizes = SIZES_READ[-1]
+        self.n_sizes, self.transfer_error = choose_sizes_read(self)
+
+    def _rows(self, keep: np.ndarray) -> ResidualMap:
+        """The map of the rows `keep` selects, read with this map's bandwidths."""
+        sub = ResidualMap.__new__(ResidualMap)
+        sub.coords, sub.profiles, sub.resid = (
+            self.coords[keep],
+            self.profiles[keep],
+            self.resid[keep],
+        )
+        sub.bandwidth, sub.profile_bandwidth = self.bandwidth, self.profile_bandwidth
+        sub.n_sizes, sub.transfer_error = self.n_sizes, {}
+        return sub
 
     def read(
         self,
@@ -155,7 +180,7 @@ class ResidualMap:
         # least half of that run's), nearest in log N first.
         like = sizes[closest >= _LIKE_SHARE * closest.max()]
         per_size = []
-        for s in like[np.argsort(np.abs(like - z), kind="stable")][:N_SIZES]:
+        for s in like[np.argsort(np.abs(like - z), kind="stable")][: self.n_sizes]:
             at = self.coords[:, 0] == s
             resid = w[at] @ self.resid[at] / (w[at].sum() + _PRIOR_WEIGHT)
             per_size.append((float(s), w[at], resid))
@@ -196,6 +221,35 @@ class ResidualMap:
             )
         k = len(_COORDS)
         return cls(rows[:, :k], rows[:, k : k + _PROFILE_AT.size], rows[:, k + _PROFILE_AT.size :])
+
+
+def choose_sizes_read(m: ResidualMap) -> tuple[int, dict[int, float]]:
+    """How many nearest sizes `m` reads (one of SIZES_READ), and the transfer error of each:
+    every row of a size beyond the two smallest is read, as a query, from the map of the
+    smaller sizes' rows, and the error is the mean |exp(r - r_read) - 1| over its progress from
+    _JUDGED_FROM (the relative error of a prediction corrected by the reading, if the law's
+    misfit there were the row's). The count with the lower error is kept, the larger one on a
+    tie; with fewer than three sizes there is nothing to compare: SIZES_READ[-1], and {}."""
+    sizes = np.unique(m.coords[:, 0])
+    if sizes.size < 3:
+        return SIZES_READ[-1], {}
+    late = GRID >= _JUDGED_FROM
+    errors: dict[int, list[float]] = {k: [] for k in SIZES_READ}
+    for target in sizes[2:]:
+        sub = m._rows(m.coords[:, 0] < target)
+        for i in np.flatnonzero(m.coords[:, 0] == target):
+            z, log_lr, log_batch, log_tokens = m.coords[i]
+            peak, batch = math.exp(log_lr), math.exp(log_batch)
+            # the row's schedule, as 16 blocks whose LRs are its shape (see profile)
+            n_steps = max(1, round(math.exp(log_tokens) / batch))
+            for k in SIZES_READ:
+                sub.n_sizes = k
+                per_size = sub._per_size(math.exp(z), m.profiles[i] * peak, batch, n_steps, peak)
+                read = np.mean([r for _, _, r in per_size], axis=0) if per_size else 0.0
+                errors[k].append(float(np.mean(np.abs(np.expm1(m.resid[i] - read)[late]))))
+    mean = {k: float(np.mean(v)) for k, v in errors.items()}
+    best = min(mean.values())
+    return max(k for k in SIZES_READ if mean[k] <= best), mean
 
 
 class Reading:

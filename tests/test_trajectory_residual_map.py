@@ -68,13 +68,16 @@ def test_the_misfit_at_a_grid_point_carries_to_a_held_out_size(bumped):
     alone, corrected = _error(law, n_new, LRS[-1], corrected=False), _error(law, n_new, LRS[-1])
     assert alone > 0.004  # the wiggle the smooth form cannot follow
     # Part of the wiggle the fit bends its LR terms to (and extrapolates in N); the rest, its
-    # residual at the two largest sizes, the map carries over.
+    # residual at the largest size or the two largest (as the map chose), the map carries over.
     assert corrected < 0.85 * alone
     lrs = COSINE.lrs(LRS[-1], STEPS)
-    steps = np.arange(STEPS // 4, STEPS + 1, 25)
+    # at the logged steps past the first quarter, where the map measured its runs' residuals
+    # (before the first of them it holds that one's residual)
+    steps = np.arange(20, STEPS + 1, 20)
+    steps = steps[steps >= STEPS // 4]
     fitted = [
         np.log(_truth(n, LRS[-1], lrs, steps) / law.predict(n, lrs, 4096, steps, corrected=False))
-        for n in (1e6, 4e6)
+        for n in (1e6, 4e6)[-law.residual_map_.n_sizes :]
     ]
     carried = law.residual_map_.log_correction(n_new, lrs, 4096, steps)
     np.testing.assert_allclose(carried, np.mean(fitted, axis=0), atol=0.005)
@@ -139,14 +142,15 @@ def test_the_trajectory_frame_is_corrected_unless_asked_not_to_be(bumped):
 
 
 def test_the_frame_says_how_much_of_the_curve_is_the_map(bumped):
-    """At a fitted grid point the correction is carried in full by like runs of the two nearest
-    sizes; an LR far off the grid gets the law alone, and the frame says so."""
+    """At a fitted grid point the correction is carried in full by like runs of the nearest size
+    or two (as the map chose); an LR far off the grid gets the law alone, and the frame says so."""
     kw = {"batch_tokens": 4096, "warmup": 20, "points": 40}
     at_grid = bumped.trajectory(1.6e7, STEPS * 4096, lr=LRS[-1], **kw)
     info = at_grid.attrs["residual_correction"]
     assert info["applied"] and info["support"] > 0.99 and info["reason"] is None
     assert info["material"] is True
-    assert info["n_params"] == [4e6, 1e6] and info["runs"] == 2
+    k = bumped.residual_map_.n_sizes
+    assert info["n_params"] == [4e6, 1e6][:k] and info["runs"] == k
     ratio = at_grid["loss"] / at_grid["loss_law_alone"]
     assert np.abs(ratio - 1).max() > BUMP / 2  # the wiggle of the highest-LR runs
     plain = bumped.trajectory(1.6e7, STEPS * 4096, lr=LRS[-1], corrected=False, **kw)
@@ -242,6 +246,25 @@ def test_the_map_averages_the_two_nearest_sizes_that_have_runs_like_the_query():
     assert _at(rmap, 1.6e7, 0.01) == pytest.approx(0.02, abs=0.001)  # 4e6 and 1e6
     assert _at(rmap, 1e5, 0.01) == pytest.approx(0.025, abs=0.001)  # 1e5 and 1e6
     assert _at(rmap, 1.6e7, 0.04) == pytest.approx(0.1, abs=0.002)  # only 4e6 has LR 0.04
+
+
+def test_the_map_reads_one_size_where_its_misfit_drifts_with_n_and_two_where_it_scatters():
+    """How many nearest sizes are read is chosen on the map's own rows: each size beyond the
+    two smallest, predicted from the smaller ones. A misfit that grows with N is carried best
+    by the nearest size alone; one that flips sign from size to size, by the mean of two."""
+    sizes = (1e5, 1e6, 4e6, 1.6e7)
+    drifting = _map([(n, lr, 0.01 * i) for i, n in enumerate(sizes) for lr in (0.01, 0.02)])
+    assert drifting.n_sizes == 1
+    assert drifting.transfer_error[1] < drifting.transfer_error[2]
+    assert _at(drifting, 6.4e7, 0.01) == pytest.approx(0.03, abs=0.001)  # 1.6e7 alone
+    flipping = _map([(n, lr, 0.02 * (-1) ** i) for i, n in enumerate(sizes) for lr in (0.01, 0.02)])
+    assert flipping.n_sizes == 2
+    assert flipping.transfer_error[2] < flipping.transfer_error[1]
+    assert _at(flipping, 6.4e7, 0.01) == pytest.approx(0.0, abs=0.001)  # 1.6e7 and 4e6
+    # Two sizes: nothing to compare, two are read (the rule before the choice).
+    two = _map([(1e6, 0.01, 0.01), (4e6, 0.01, 0.03)])
+    assert two.n_sizes == 2 and two.transfer_error == {}
+    assert _at(two, 1.6e7, 0.01) == pytest.approx(0.02, abs=0.001)
 
 
 def test_the_correction_fades_out_continuously_beyond_the_budgets():
