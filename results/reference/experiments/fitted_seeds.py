@@ -9,9 +9,9 @@ widths 32-96, scored on every width-144 run and, where a point has several seeds
 curve of its seeds) three times:
 1. replicates at width 144 only: the law is the backtest's, and the mean-of-seeds rows check
    the backtest's new scoring against size_seeds.py (session 20);
-2. replicates at the fitted widths too (seeds 1 and 2 of every grid point at 3M tokens, of the
-   high-LR points, 0.02 and 0.04, at 6M, and the 12M reruns), fitted as runs, each setting's
-   replicates sharing its weight (as the cross-size law does since session 21);
+2. replicates at the fitted widths too (seeds 1 and 2 of every grid point at 3M and, since
+   session 22, at 6M tokens, and the 12M reruns), fitted as runs, each setting's replicates
+   sharing its weight (as the cross-size law does since session 21);
 2u. as 2, each replicate weighed as a run of its own (a replicated setting weighs 3 times: the
    fit before session 21; `fitted_seeds.py 2u`, not run by default);
 3. as 2, but each replicated fitted setting fitted once, on the mean curve of its seeds.
