@@ -120,7 +120,6 @@ class ResidualMap:
             ]
         )
         self.profile_bandwidth = _PROFILE_STEP * _BANDWIDTH_OF_STEP
-        self.n_sizes = SIZES_READ[-1]
         self.n_sizes, self.transfer_error = choose_sizes_read(self)
 
     def _rows(self, keep: np.ndarray) -> ResidualMap:
@@ -132,7 +131,7 @@ class ResidualMap:
             self.resid[keep],
         )
         sub.bandwidth, sub.profile_bandwidth = self.bandwidth, self.profile_bandwidth
-        sub.n_sizes, sub.transfer_error = self.n_sizes, {}
+        sub.n_sizes, sub.transfer_error = SIZES_READ[-1], {}
         return sub
 
     def read(

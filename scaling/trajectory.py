@@ -347,6 +347,12 @@ def _objective(theta: np.ndarray, curves: list[_Curve], delta: float, targets=No
     return total / n + prior, grad / n + prior_grad
 
 
+def _replicate_keys(run_ids, n_of, bt_of, schedules) -> dict[str, tuple]:
+    """run_id -> its setting (size, batch, per-step LR schedule): the runs of one setting are
+    replicates (seeds) of it."""
+    return {rid: (n_of[rid], bt_of[rid], schedules[rid].tobytes()) for rid in run_ids}
+
+
 def _total_weight(curves: list[_Curve]) -> float:
     """The number of curves, each replicate of a setting counted as 1/k of one."""
     return float(sum(cv.weight for cv in curves))
@@ -976,10 +982,7 @@ class CrossSizeTrajectoryLaw:
         # Replicates (runs of one size, batch and per-step LR schedule at several seeds) share
         # their setting's weight: a setting counts once however many seeds it was run at, so a
         # sweep part-way through adding seeds is not pulled toward the settings done first.
-        setting = {
-            cv.run_id: (n_of[cv.run_id], bt_of[cv.run_id], schedules[cv.run_id].tobytes())
-            for cv, _, _ in data
-        }
+        setting = _replicate_keys([cv.run_id for cv, _, _ in data], n_of, bt_of, schedules)
         k = Counter(setting.values())
         data = [(replace(cv, weight=1.0 / k[setting[cv.run_id]]), peak, n) for cv, peak, n in data]
         fits = [cv for cv, _, _ in data]
@@ -987,7 +990,7 @@ class CrossSizeTrajectoryLaw:
         bounds = self._bounds(fits)
         starts = self._starts(data, bounds)
         self._fit_theta_and_bootstrap(starts, fits, bounds)
-        self.residual_map_ = self._residual_map(fits, schedules, n_of, bt_of)
+        self.residual_map_ = self._residual_map(fits, schedules, n_of, bt_of, setting)
         self.loss_cap_ = _loss_cap(curves, self.run_ids_)
         used = runs_ok.loc[self.run_ids_]
         steps_used = [int(s) for s in used["steps"]] if "steps" in used else [0]
@@ -1001,11 +1004,11 @@ class CrossSizeTrajectoryLaw:
         self.n_runs_ = len(fits)
         return self
 
-    def _residual_map(self, fits, schedules, n_of, bt_of) -> ResidualMap | None:
+    def _residual_map(self, fits, schedules, n_of, bt_of, setting) -> ResidualMap | None:
         """Each fitted setting's log residual along its progress (see scaling._residual_map).
         Replicates (one size, batch and per-step LR schedule at several seeds) make one entry,
         the mean of their residuals: a setting counts once in the map's kernel average, as it
-        does in the fit, however many seeds ran it."""
+        does in the fit, however many seeds ran it (setting: run_id -> its setting's key)."""
         coords, profiles, resid, where = [], [], [], {}
         for cv in fits:
             lrs = schedules[cv.run_id]
@@ -1016,11 +1019,11 @@ class CrossSizeTrajectoryLaw:
                 continue  # the law gives no positive loss here: nothing to correct against
             bt = bt_of[cv.run_id]
             on_grid = residual_on_grid(cv.steps, lrs.size, r)
-            setting = (n_of[cv.run_id], bt, lrs.tobytes())
-            if setting in where:
-                resid[where[setting]].append(on_grid)
+            key = setting[cv.run_id]
+            if key in where:
+                resid[where[key]].append(on_grid)
                 continue
-            where[setting] = len(coords)
+            where[key] = len(coords)
             coords.append(
                 [
                     math.log(n_of[cv.run_id]),

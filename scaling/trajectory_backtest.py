@@ -190,7 +190,7 @@ def _seed_names(seeds) -> str:
     return ", ".join(str(int(x)) for x in sorted(seeds.unique()))
 
 
-def _row(pred, loss, experiment, run_id, n_params, schedule, lr, fitted_on, target):
+def _row(pred, loss, target, *, experiment, run_id, n_params, schedule, lr, fitted_on):
     """The columns every row of the table has: what was scored, and the prediction's error."""
     mean, worst = _errors(pred, loss)
     return {
@@ -207,51 +207,30 @@ def _row(pred, loss, experiment, run_id, n_params, schedule, lr, fitted_on, targ
     }
 
 
-def _schedule_row(laws, lrs, steps, loss, *, experiment, run_id, schedule, lr, n_params, fitted_on):
+def _schedule_row(laws, lrs, steps, loss, *, fitted_on, **labels):
     """One row of the held-out-schedule table: the law's prediction of `loss` at `steps`; laws is
-    (the law, the same law with the held-out curves fitted too)."""
+    (the law, the same law with the held-out curves fitted too); labels: _row's."""
     law, ref = laws
     pred, band = _predicted(law.predict, law.n_bootstrap > 0, lrs, steps)
-    return _row(
-        pred,
-        loss,
-        experiment,
-        run_id,
-        n_params,
-        schedule,
-        lr,
-        f"{fitted_on} (same size, peak LR, length, batch)",
-        SCHEDULE_TARGET,
-    ) | {
+    fitted_on = f"{fitted_on} (same size, peak LR, length, batch)"
+    return _row(pred, loss, SCHEDULE_TARGET, fitted_on=fitted_on, **labels) | {
         "scatter_floor": _scatter_floor(loss),
         "interval_coverage": _coverage(band, loss),
         "fitted_mean_rel_err": _errors(ref.predict(lrs, steps), loss)[0],
     }
 
 
-def _size_row(
-    laws,
-    banded,
-    lrs,
-    batch_tokens,
-    steps,
-    loss,
-    *,
-    experiment,
-    run_id,
-    n_params,
-    schedule,
-    lr,
-    fitted_on,
-):
+def _size_row(laws, banded, lrs, batch_tokens, steps, loss, **labels):
     """One row of the held-out-size table: the cross-size law's prediction of `loss` at
     `steps`; laws is (the law fitted without the largest size, the same law fitted on every
-    size: the floor of the smooth law, whose residual map would give a fitted curve back)."""
+    size: the floor of the smooth law, whose residual map would give a fitted curve back);
+    labels: _row's."""
     law, ref = laws
+    n_params = labels["n_params"]
     pred, band = _predicted(law.predict, banded, n_params, lrs, batch_tokens, steps=steps)
     alone = law.predict(n_params, lrs, batch_tokens, steps=steps, corrected=False)
     ref_pred = ref.predict(n_params, lrs, batch_tokens, steps=steps, corrected=False)
-    return _row(pred, loss, experiment, run_id, n_params, schedule, lr, fitted_on, SIZE_TARGET) | {
+    return _row(pred, loss, SIZE_TARGET, **labels) | {
         "law_alone_mean_rel_err": _errors(alone, loss)[0],
         "fitted_mean_rel_err": _errors(ref_pred, loss)[0],
         "scatter_floor": _scatter_floor(loss),

@@ -512,7 +512,7 @@ def test_the_residual_map_keeps_one_entry_per_setting_the_mean_of_its_seeds():
     unreplicated neighbour in the map's kernel average."""
     from dataclasses import replace
 
-    from scaling.trajectory import _collect, lr_schedule_of_run
+    from scaling.trajectory import _collect, _replicate_keys, lr_schedule_of_run
 
     rng = np.random.default_rng(6)
     runs, curves = _tables([2.5e5, 1e6, 4e6], ["cosine", "step"], rng)
@@ -524,7 +524,8 @@ def test_the_residual_map_keeps_one_entry_per_setting_the_mean_of_its_seeds():
     bt_of = by_id["batch_tokens"].astype(float).to_dict()
     design = lambda rid: law._design(n_of[rid], bt_of[rid], float(schedules[rid].max()))  # noqa: E731
     fits = [cv for cv, _, _ in _collect(curves, schedules, SEGMENTS, design, law.skip_frac)]
-    base = law._residual_map(fits, schedules, n_of, bt_of)
+    settings = _replicate_keys(list(schedules), n_of, bt_of, schedules)
+    base = law._residual_map(fits, schedules, n_of, bt_of, settings)
     assert base.resid.shape[0] == len(runs)
     # Two more seeds of the 1e6 runs, 3% above and 1.5% below in loss: the mean of the three
     # moves each such entry by log(1.03 * 0.985) / 3 and leaves the others as they were.
@@ -540,7 +541,8 @@ def test_the_residual_map_keeps_one_entry_per_setting_the_mean_of_its_seeds():
                     bt_of[cv.run_id],
                 )
                 extra.append(replace(cv, run_id=rid, log_loss=cv.log_loss + math.log(factor)))
-    merged = law._residual_map(fits + extra, schedules, n_of, bt_of)
+    settings = _replicate_keys(list(schedules), n_of, bt_of, schedules)
+    merged = law._residual_map(fits + extra, schedules, n_of, bt_of, settings)
     assert merged.resid.shape == base.resid.shape
     np.testing.assert_array_equal(merged.coords, base.coords)
     moved = np.isclose(merged.coords[:, 0], round(math.log(1e6), 6))
